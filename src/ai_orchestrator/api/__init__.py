@@ -1,0 +1,1 @@
+"""HTTP adapters over the core: thin translations between wire formats and Orchestrator."""

@@ -1,0 +1,72 @@
+"""The application factory: settings in, ASGI app out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from ai_orchestrator import __version__
+from ai_orchestrator.api import health, models, oip, openai
+from ai_orchestrator.api.errors import install_error_handlers
+from ai_orchestrator.api.middleware import RequestContext
+from ai_orchestrator.catalogue import load_catalogue
+from ai_orchestrator.errors import OrchestratorError
+from ai_orchestrator.logs import configure_logging
+from ai_orchestrator.service import Orchestrator
+from ai_orchestrator.settings import Settings
+
+log = logging.getLogger("ai_orchestrator")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the service. A malformed catalogue raises CatalogueError here, before serving."""
+    catalogue = load_catalogue(settings.catalogue, settings.model_dir)
+    unknown = [model_id for model_id in settings.preload if model_id not in catalogue]
+    if unknown:
+        raise OrchestratorError(f"AIO_PRELOAD names models not in the catalogue: {unknown}")
+    orchestrator = Orchestrator(settings, catalogue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("settings %s", settings.summary(), extra={"event": "settings"})
+        preloading = asyncio.create_task(_preload(orchestrator))
+        yield
+        log.info("draining", extra={"event": "draining"})
+        preloading.cancel()
+        await orchestrator.models.close()
+        log.info("stopped", extra={"event": "stopped"})
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="ALT_LAS AI Orchestrator",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.orchestrator = orchestrator
+    install_error_handlers(app)
+    for module in (health, models, openai, oip):
+        app.include_router(module.router)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _preload(orchestrator: Orchestrator) -> None:
+    for model_id in orchestrator.settings.preload:
+        with contextlib.suppress(OrchestratorError):
+            await orchestrator.models.load(model_id)
+    if all(orchestrator.models.is_ready(m) for m in orchestrator.settings.preload):
+        log.info("ready", extra={"event": "ready"})
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment, logging set up."""
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)

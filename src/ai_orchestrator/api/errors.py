@@ -1,0 +1,79 @@
+"""One error envelope for every route:
+``{"error": {"code", "message", "request_id", "type", "param"}}``.
+
+``type`` and ``param`` are there so that the official OpenAI client reads our errors
+as it reads OpenAI's. Unexpected errors are caught by the request middleware,
+which answers a plain 500 with the request id and logs the traceback once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ai_orchestrator.errors import OrchestratorError
+from ai_orchestrator.logs import request_id_var
+
+log = logging.getLogger("ai_orchestrator.http")
+
+
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": request_id_var.get(),
+            "type": kind,
+            "param": param,
+        }
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_body(exc: OrchestratorError) -> bytes:
+    """The envelope as bytes, for errors that happen inside a stream."""
+    return bytes(envelope(exc.status, exc.code, exc.message, param=exc.param).body)
+
+
+async def _orchestrator_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OrchestratorError)
+    if exc.status >= 500:
+        log.warning("request failed: %s", exc.message, extra={"code": exc.code})
+    return envelope(exc.status, exc.code, exc.message, param=exc.param, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        return envelope(400, "invalid_json", "the request body is not valid JSON")
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = ".".join(location)
+    message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+    return envelope(400, "invalid_request", message, param=field or None)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+    code = codes.get(exc.status_code, "http_error")
+    return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OrchestratorError, _orchestrator_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)

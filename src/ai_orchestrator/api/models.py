@@ -1,0 +1,131 @@
+"""The ALT_LAS API: the catalogue, model lifecycle and one inference route for all tasks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import TypeAdapter, ValidationError
+
+from ai_orchestrator.api.deps import orchestrator
+from ai_orchestrator.api.schemas import ChatMessage, GenerationParameters, InferenceRequest
+from ai_orchestrator.catalogue import CatalogueEntry, Task
+from ai_orchestrator.errors import InvalidInput, UnsupportedTask
+from ai_orchestrator.service import Orchestrator
+
+router = APIRouter(prefix="/api", tags=["models"])
+Core = Annotated[Orchestrator, Depends(orchestrator)]
+_MESSAGES = TypeAdapter(list[ChatMessage])
+
+
+def describe(core: Orchestrator, entry: CatalogueEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "task": entry.task.value,
+        "backend": entry.backend,
+        "path": str(entry.path),
+        "sha256": entry.sha256,
+        "metadata": entry.metadata,
+        "status": asdict(core.models.status(entry.id)),
+    }
+
+
+@router.get("/models", summary="The catalogue, with each model's state")
+async def list_models(core: Core) -> dict[str, Any]:
+    return {"models": [describe(core, entry) for entry in core.catalogue]}
+
+
+@router.get("/models/{model_id}", summary="One catalogue entry and its state")
+async def get_model(model_id: str, core: Core) -> dict[str, Any]:
+    return describe(core, core.catalogue.get(model_id))
+
+
+@router.get("/models/{model_id}/status", summary="One model's lifecycle state")
+async def model_status(model_id: str, core: Core) -> dict[str, Any]:
+    return asdict(core.models.status(model_id))
+
+
+@router.post("/models/{model_id}/load", summary="Load a model and wait until it is ready")
+async def load_model(model_id: str, core: Core) -> dict[str, Any]:
+    return asdict(await core.models.load(model_id))
+
+
+@router.post(
+    "/models/{model_id}/unload", summary="Unload a model once its in-flight requests finish"
+)
+async def unload_model(model_id: str, core: Core) -> dict[str, Any]:
+    return asdict(await core.models.unload(model_id))
+
+
+@router.post("/inference", summary="Run one request on a catalogue model")
+async def inference(body: InferenceRequest, core: Core) -> dict[str, Any]:
+    entry = core.entry_for(body.model_id)
+    started = time.perf_counter()
+    if entry.task is Task.CLASSIFICATION:
+        result = await core.classify(entry.id, body.inputs)
+        outputs: dict[str, Any] = asdict(result)
+        usage = None
+    elif entry.task in (Task.CHAT, Task.TEXT_GENERATION):
+        outputs, usage = await _generate(core, entry, body)
+    elif entry.task is Task.EMBEDDINGS:
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        if not texts or not all(isinstance(text, str) and text for text in texts):
+            raise InvalidInput("inputs must be a string or a list of non-empty strings")
+        embedded = await core.embed(entry.id, texts)
+        outputs, usage = {"embeddings": embedded.vectors}, None
+    else:
+        raise UnsupportedTask(
+            f"model {entry.id!r} has task {entry.task.value!r}; use /v2/models/{entry.id}/infer"
+        )
+    return {
+        "model_id": entry.id,
+        "task": entry.task.value,
+        "outputs": outputs,
+        "usage": usage,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+
+
+async def _generate(
+    core: Orchestrator, entry: CatalogueEntry, body: InferenceRequest
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    try:
+        options = GenerationParameters.model_validate(body.parameters).backend_options()
+    except ValidationError as exc:
+        raise InvalidInput(f"parameters: {_first_error(exc)}") from None
+    if entry.task is Task.CHAT:
+        messages = _as_messages(body.inputs)
+        request = {"messages": messages, **options}
+        generation = await core.generate(entry.id, "chat", request)
+        choice = generation.response["choices"][0]
+        text = choice["message"].get("content") or ""
+    else:
+        if not isinstance(body.inputs, str) or not body.inputs:
+            raise InvalidInput("inputs must be a non-empty prompt string for this model")
+        generation = await core.generate(entry.id, "completion", {"prompt": body.inputs, **options})
+        choice = generation.response["choices"][0]
+        text = choice.get("text", "")
+    outputs = {"text": text, "finish_reason": choice.get("finish_reason")}
+    return outputs, generation.response.get("usage")
+
+
+def _as_messages(inputs: str | list[Any]) -> list[dict[str, Any]]:
+    if isinstance(inputs, str):
+        if not inputs:
+            raise InvalidInput("inputs must be a non-empty prompt or a list of messages")
+        return [{"role": "user", "content": inputs}]
+    if not inputs:
+        raise InvalidInput("inputs must hold at least one message")
+    try:
+        messages = _MESSAGES.validate_python(inputs)
+    except ValidationError as exc:
+        raise InvalidInput(f"inputs: {_first_error(exc)}") from None
+    return [message.model_dump(exclude_none=True) for message in messages]
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    return f"{field}: {first['msg']}" if field else str(first["msg"])

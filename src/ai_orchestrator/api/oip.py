@@ -1,0 +1,121 @@
+"""Open Inference Protocol (v2) REST surface for tensor models run by ONNX Runtime."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from ai_orchestrator import __version__
+from ai_orchestrator.api.deps import orchestrator
+from ai_orchestrator.api.errors import envelope
+from ai_orchestrator.errors import InvalidInput
+from ai_orchestrator.service import Orchestrator
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+Core = Annotated[Orchestrator, Depends(orchestrator)]
+
+# Open Inference Protocol datatypes -> numpy dtypes.
+DATATYPES: dict[str, type[np.generic]] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+_NAMES = {np.dtype(dtype): name for name, dtype in DATATYPES.items()}
+
+
+class InferInput(BaseModel):
+    name: str = Field(min_length=1)
+    shape: list[int] = Field(min_length=1, max_length=8)
+    datatype: str
+    data: list[Any]
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    inputs: list[InferInput] = Field(min_length=1)
+
+
+@router.get("", summary="Server metadata")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "alt-las-ai-orchestrator", "version": __version__, "extensions": []}
+
+
+@router.get("/health/live", summary="Server liveness")
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Server readiness", response_model=None)
+async def server_ready(core: Core) -> Any:
+    if all(core.models.is_ready(model_id) for model_id in core.settings.preload):
+        return {"ready": True}
+    return envelope(503, "not_ready", "preload models are not ready yet")
+
+
+@router.get("/models/{model_id}/ready", summary="Model readiness", response_model=None)
+async def model_ready(model_id: str, core: Core) -> Any:
+    core.entry_for(model_id)
+    if core.models.is_ready(model_id):
+        return {"name": model_id, "ready": True}
+    return envelope(503, "model_not_ready", f"model {model_id!r} is not loaded")
+
+
+@router.get("/models/{model_id}", summary="Model metadata (loads the model)")
+async def model_metadata(model_id: str, core: Core) -> dict[str, Any]:
+    inputs, outputs = await core.tensor_signature(model_id)
+    return {
+        "name": model_id,
+        "versions": [],
+        "platform": "onnxruntime",
+        "inputs": [vars(spec) for spec in inputs],
+        "outputs": [vars(spec) for spec in outputs],
+    }
+
+
+@router.post("/models/{model_id}/infer", summary="Run tensors through a model")
+async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]:
+    tensors = {tensor.name: _to_array(tensor) for tensor in body.inputs}
+    results = await core.run_tensors(model_id, tensors)
+    return {
+        "model_name": model_id,
+        "id": body.id,
+        "outputs": [_from_array(name, value) for name, value in results.items()],
+    }
+
+
+def _to_array(tensor: InferInput) -> np.ndarray:
+    dtype = DATATYPES.get(tensor.datatype)
+    if dtype is None:
+        raise InvalidInput(f"input {tensor.name!r}: unsupported datatype {tensor.datatype!r}")
+    if any(dim < 0 for dim in tensor.shape):
+        raise InvalidInput(f"input {tensor.name!r}: shape dimensions must not be negative")
+    try:
+        array = np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"input {tensor.name!r}: data does not fit shape {tensor.shape} as {tensor.datatype}"
+        ) from exc
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(f"input {tensor.name!r}: NaN and Inf are not allowed")
+    return array
+
+
+def _from_array(name: str, value: np.ndarray) -> dict[str, Any]:
+    array = np.asarray(value)
+    return {
+        "name": name,
+        "datatype": _NAMES.get(array.dtype, "BYTES"),
+        "shape": list(array.shape),
+        "data": array.reshape(-1).tolist(),
+    }

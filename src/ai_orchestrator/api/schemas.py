@@ -1,0 +1,93 @@
+"""Request bodies of the ALT_LAS and OpenAI APIs. Validation here gives 400s that name
+the field; the core then gets clean values."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(min_length=1, max_length=128)
+    inputs: str | list[Any]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class GenerationParameters(BaseModel):
+    """Sampling parameters shared by chat and text completions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    n: int = Field(default=1, ge=1, le=1)
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def backend_options(self) -> dict[str, Any]:
+        """The parameters as the llama.cpp OpenAI-style request takes them."""
+        options = self.model_dump(exclude_none=True, exclude={"n", "max_completion_tokens"})
+        if self.max_completion_tokens is not None:
+            options["max_tokens"] = self.max_completion_tokens
+        return options
+
+
+class ChatCompletionRequest(GenerationParameters):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class CompletionRequest(GenerationParameters):
+    model: str = Field(min_length=1)
+    prompt: str | list[str]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("exactly one prompt per request is supported")
+        return value
+
+
+class EmbeddingRequest(BaseModel):
+    model: str = Field(min_length=1)
+    input: str | list[str]
+    encoding_format: Literal["float"] = "float"
+
+    @field_validator("input")
+    @classmethod
+    def _non_empty(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts or any(not text for text in texts):
+            raise ValueError("input must be a non-empty string or a list of non-empty strings")
+        return value

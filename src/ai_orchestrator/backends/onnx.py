@@ -1,0 +1,104 @@
+"""ONNX Runtime backend: classifiers and general tensor models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ai_orchestrator.backends import import_library
+from ai_orchestrator.backends.base import Backend, Classification, ModelHandle, TensorSpec
+from ai_orchestrator.catalogue import CatalogueEntry
+from ai_orchestrator.errors import InvalidInput, ModelLoadFailed
+
+# ONNX type strings -> Open Inference Protocol datatypes and numpy dtypes.
+ONNX_TYPES: dict[str, tuple[str, type[np.generic]]] = {
+    "tensor(float)": ("FP32", np.float32),
+    "tensor(double)": ("FP64", np.float64),
+    "tensor(float16)": ("FP16", np.float16),
+    "tensor(int64)": ("INT64", np.int64),
+    "tensor(int32)": ("INT32", np.int32),
+    "tensor(int16)": ("INT16", np.int16),
+    "tensor(int8)": ("INT8", np.int8),
+    "tensor(uint8)": ("UINT8", np.uint8),
+    "tensor(bool)": ("BOOL", np.bool_),
+}
+
+
+def _spec(node: Any) -> TensorSpec:
+    datatype = ONNX_TYPES.get(node.type, (node.type, np.float32))[0]
+    shape = [dim if isinstance(dim, int) else -1 for dim in node.shape]
+    return TensorSpec(name=node.name, datatype=datatype, shape=shape)
+
+
+class OnnxHandle(ModelHandle):
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._inputs = [_spec(node) for node in session.get_inputs()]
+        self._outputs = [_spec(node) for node in session.get_outputs()]
+        self._input_dtypes = {
+            node.name: ONNX_TYPES.get(node.type, ("", np.float32))[1]
+            for node in session.get_inputs()
+        }
+
+    def signature(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        return self._inputs, self._outputs
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = {spec.name for spec in self._inputs} - inputs.keys()
+        if missing:
+            raise InvalidInput(f"missing input tensor(s): {', '.join(sorted(missing))}")
+        feeds = {}
+        for spec in self._inputs:
+            array = np.asarray(inputs[spec.name], dtype=self._input_dtypes[spec.name])
+            _check_shape(spec, array.shape)
+            feeds[spec.name] = array
+        values = self._session.run(None, feeds)
+        return {spec.name: value for spec, value in zip(self._outputs, values, strict=True)}
+
+    def classify(self, rows: np.ndarray) -> Classification:
+        if len(self._inputs) != 1 or len(self._outputs) < 2:
+            raise InvalidInput("this model is not a single-input classifier")
+        outputs = list(self.run({self._inputs[0].name: rows}).values())
+        labels, probabilities = outputs[0], outputs[1]
+        return Classification(
+            labels=[int(label) for label in labels],
+            probabilities=np.asarray(probabilities, dtype=np.float64).round(6).tolist(),
+        )
+
+    def unload(self) -> None:
+        # The session's memory is freed when its last reference goes.
+        self._session = None
+
+
+def _check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    if len(shape) != len(spec.shape) or any(
+        want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+    ):
+        raise InvalidInput(
+            f"input {spec.name!r} has shape {list(shape)}, the model expects {spec.shape} "
+            "(-1 is any size)"
+        )
+
+
+class OnnxBackend(Backend):
+    name = "onnxruntime"
+
+    def load(self, entry: CatalogueEntry, path: Path) -> ModelHandle:
+        ort: Any = import_library("onnxruntime", self.name, "onnxruntime")
+        options = ort.SessionOptions()
+        # Set explicitly: left at 0, ONNX Runtime starts a thread per core for every
+        # session, and several sessions plus llama.cpp oversubscribe two cores.
+        options.intra_op_num_threads = self.settings.onnx_intra_op_threads
+        options.inter_op_num_threads = self.settings.onnx_inter_op_threads
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # the library raises its own untyped errors
+            raise ModelLoadFailed(
+                f"model {entry.id!r}: ONNX Runtime refused the file: {exc}"
+            ) from exc
+        return OnnxHandle(session)

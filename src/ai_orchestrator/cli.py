@@ -1,0 +1,99 @@
+"""Command line: ``ai-orchestrator serve`` and ``ai-orchestrator models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from pydantic import ValidationError
+
+from ai_orchestrator.catalogue import load_catalogue
+from ai_orchestrator.errors import CatalogueError, OrchestratorError
+from ai_orchestrator.settings import Settings
+
+FACTORY = "ai_orchestrator.api.app:app_from_env"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ai-orchestrator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service (settings from AIO_* vars)")
+    serve.add_argument("--host", help="overrides AIO_HOST")
+    serve.add_argument("--port", type=int, help="overrides AIO_PORT")
+    serve.add_argument("--reload", action="store_true", help="restart on source changes (dev)")
+    serve.add_argument(
+        "--reload-poll",
+        action="store_true",
+        help="with --reload, poll for changes where file events do not cross a bind mount",
+    )
+    models = commands.add_parser("models", help="list the catalogue and each model's state")
+    models.add_argument("--url", help="service to ask (default: http://AIO_HOST:AIO_PORT)")
+    args = parser.parse_args(argv)
+
+    # Command-line values go through the environment so that a reloading child process,
+    # which builds its own settings, sees them too.
+    if getattr(args, "host", None):
+        os.environ["AIO_HOST"] = args.host
+    if getattr(args, "port", None):
+        os.environ["AIO_PORT"] = str(args.port)
+    try:
+        settings = Settings()
+        if args.command == "serve":
+            return _serve(settings, reload=args.reload, poll=args.reload_poll)
+        return _models(settings, args.url)
+    except (CatalogueError, OrchestratorError, ValidationError) as exc:
+        print(f"ai-orchestrator: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(settings: Settings, *, reload: bool, poll: bool) -> int:
+    import uvicorn
+
+    from ai_orchestrator.api.app import create_app
+    from ai_orchestrator.logs import configure_logging
+
+    configure_logging(settings)
+    if reload:
+        if poll:
+            os.environ["WATCHFILES_FORCE_POLLING"] = "true"
+        target: Any = FACTORY
+    else:
+        target = create_app(settings)
+    uvicorn.run(
+        target,
+        factory=reload,
+        reload=reload,
+        reload_dirs=[os.path.dirname(__file__)] if reload else None,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+def _models(settings: Settings, url: str | None) -> int:
+    catalogue = load_catalogue(settings.catalogue, settings.model_dir)
+    base = url or f"http://{settings.host}:{settings.port}"
+    states: dict[str, str] = {}
+    try:
+        with urllib.request.urlopen(f"{base}/api/models", timeout=5) as response:
+            for model in json.load(response)["models"]:
+                states[model["id"]] = model["status"]["state"]
+    except (OSError, urllib.error.URLError, ValueError, KeyError):
+        print(f"(no service answering at {base}; states are unknown)", file=sys.stderr)
+    print(f"{'ID':32} {'TASK':16} {'BACKEND':12} STATE")
+    for entry in catalogue:
+        state = states.get(entry.id, "-")
+        print(f"{entry.id:32} {entry.task.value:16} {entry.backend:12} {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

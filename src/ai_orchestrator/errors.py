@@ -1,0 +1,71 @@
+"""The one error type of the service. Each failure carries its HTTP status and a stable
+code; the HTTP layer turns any of them into the single error envelope."""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers: dict[str, str] = {}
+
+
+class InvalidInput(OrchestratorError):
+    status = 400
+    code = "invalid_input"
+
+
+class ModelNotFound(OrchestratorError):
+    status = 404
+    code = "model_not_found"
+
+
+class UnsupportedTask(OrchestratorError):
+    status = 400
+    code = "unsupported_task"
+
+
+class ModelLoadFailed(OrchestratorError):
+    """The model's file is missing, differs from its catalogue hash, or its backend refused it."""
+
+    status = 503
+    code = "model_load_failed"
+
+
+class ModelNotReady(OrchestratorError):
+    """The model did not become ready within the wait, or it is being unloaded."""
+
+    status = 503
+    code = "model_not_ready"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class BackendUnavailable(OrchestratorError):
+    """The library behind a backend is not installed."""
+
+    status = 501
+    code = "backend_unavailable"
+
+
+class InferenceFailed(OrchestratorError):
+    status = 500
+    code = "inference_failed"
+
+
+class BodyTooLarge(OrchestratorError):
+    status = 413
+    code = "body_too_large"
+
+
+class CatalogueError(Exception):
+    """The catalogue file is malformed; raised at start-up, never to a client."""

@@ -1,0 +1,132 @@
+"""The orchestrator's core: run a request on a catalogue model, whatever the protocol.
+
+The HTTP adapters translate their wire formats into these calls and back. Nothing here
+knows about HTTP. Backend calls are blocking, so they run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+
+from ai_orchestrator.backends.base import Classification, Embeddings, Generation
+from ai_orchestrator.catalogue import Catalogue, CatalogueEntry, Task
+from ai_orchestrator.errors import InvalidInput, UnsupportedTask
+from ai_orchestrator.lifecycle import ModelManager
+from ai_orchestrator.logs import model_id_var
+from ai_orchestrator.settings import Settings
+
+GENERATION_TASKS = frozenset({Task.CHAT, Task.TEXT_GENERATION})
+_END = object()
+
+
+class Orchestrator:
+    """Everything a protocol adapter needs: the catalogue, model lifecycle and inference."""
+
+    def __init__(self, settings: Settings, catalogue: Catalogue) -> None:
+        self.settings = settings
+        self.catalogue = catalogue
+        self.models = ModelManager(catalogue, settings)
+
+    def entry_for(self, model_id: str, tasks: frozenset[Task] | None = None) -> CatalogueEntry:
+        entry = self.catalogue.get(model_id)
+        model_id_var.set(model_id)
+        if tasks is not None and entry.task not in tasks:
+            wanted = " or ".join(sorted(task.value for task in tasks))
+            raise UnsupportedTask(
+                f"model {model_id!r} has task {entry.task.value!r}; this call needs {wanted}"
+            )
+        return entry
+
+    async def classify(self, model_id: str, rows: Any) -> Classification:
+        self.entry_for(model_id, frozenset({Task.CLASSIFICATION}))
+        array = as_finite_matrix(rows)
+        async with self.models.use(model_id) as handle:
+            return await asyncio.to_thread(handle.classify, array)
+
+    async def run_tensors(
+        self, model_id: str, inputs: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        self.entry_for(model_id, frozenset({Task.TENSOR, Task.CLASSIFICATION}))
+        async with self.models.use(model_id) as handle:
+            return await asyncio.to_thread(handle.run, inputs)
+
+    async def tensor_signature(self, model_id: str) -> tuple[list[Any], list[Any]]:
+        self.entry_for(model_id, frozenset({Task.TENSOR, Task.CLASSIFICATION}))
+        async with self.models.use(model_id) as handle:
+            return handle.signature()
+
+    async def generate(self, model_id: str, kind: str, request: dict[str, Any]) -> Generation:
+        """Run a chat (``kind="chat"``) or text completion request to the end."""
+        self._check_generation(model_id, kind)
+        async with self.models.use(model_id) as handle:
+            method = handle.chat if kind == "chat" else handle.complete
+            return await asyncio.to_thread(method, request)
+
+    async def stream(
+        self, model_id: str, kind: str, request: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield OpenAI-shaped chunks as the backend produces them.
+
+        If the consumer stops early (the client went away), the backend is told to stop
+        at its next token, so the model is free for the next request.
+        """
+        self._check_generation(model_id, kind)
+        async with self.models.use(model_id) as handle:
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            stop = threading.Event()
+
+            def sink(chunk: dict[str, Any]) -> bool:
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                return stop.is_set()
+
+            def produce() -> None:
+                try:
+                    handle.stream(kind, request, sink)
+                except BaseException as exc:  # handed to the consumer, raised there
+                    loop.call_soon_threadsafe(queue.put_nowait, exc)
+                finally:
+                    loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+            worker = asyncio.create_task(asyncio.to_thread(produce))
+            try:
+                while (item := await queue.get()) is not _END:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                stop.set()
+                # Hold the model until the backend has really stopped generating.
+                await asyncio.shield(worker)
+
+    async def embed(self, model_id: str, texts: list[str]) -> Embeddings:
+        self.entry_for(model_id, frozenset({Task.EMBEDDINGS}))
+        async with self.models.use(model_id) as handle:
+            return await asyncio.to_thread(handle.embed, texts)
+
+    def _check_generation(self, model_id: str, kind: str) -> None:
+        entry = self.entry_for(model_id, GENERATION_TASKS)
+        if kind == "chat" and entry.task is not Task.CHAT:
+            raise UnsupportedTask(f"model {model_id!r} is not a chat model")
+
+
+def as_finite_matrix(rows: Any) -> np.ndarray:
+    """Rows of numbers as a float32 matrix; refuse ragged rows, strings, NaN and Inf."""
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput("inputs must be a non-empty list of rows of numbers")
+    try:
+        # No dtype given, so numpy reports what it found: strings or mixed values come
+        # out as a non-numeric kind instead of being silently converted.
+        array = np.array(rows)
+    except ValueError:
+        raise InvalidInput("inputs must be rows of equal length") from None
+    if array.ndim != 2 or array.dtype.kind not in "iuf":
+        raise InvalidInput("inputs must be a list of rows, each a list of numbers of equal length")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput("inputs hold NaN or Inf; only finite numbers are allowed")
+    return array.astype(np.float32)

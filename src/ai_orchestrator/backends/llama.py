@@ -1,0 +1,133 @@
+"""llama.cpp backend through the xllamacpp binding (see the README for why this binding).
+
+xllamacpp runs llama.cpp's own server core in-process: continuous batching across
+``n_parallel`` slots, the chat template from the GGUF's metadata, and OpenAI-shaped
+requests and responses. We call its handlers directly and never use its HTTP side.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ai_orchestrator.backends import import_library
+from ai_orchestrator.backends.base import Backend, ChunkSink, Embeddings, Generation, ModelHandle
+from ai_orchestrator.catalogue import CatalogueEntry, Task
+from ai_orchestrator.errors import InferenceFailed, InvalidInput, ModelLoadFailed
+
+DEFAULT_OPTIONS: dict[str, int] = {
+    "n_ctx": 4096,
+    "n_parallel": 4,
+    # llama.cpp keeps old prompts' KV state in RAM for reuse; unbounded, it grows by
+    # gigabytes under varied traffic.
+    "cache_ram_mib": 64,
+}
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back to the system, so unloading lowers resident memory."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        libc = ctypes.CDLL(libc_name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
+def _raise_for_error(response: Any) -> dict[str, Any]:
+    if not isinstance(response, dict):
+        raise InferenceFailed(f"llama.cpp returned {type(response).__name__}, not a response")
+    error = response.get("error")
+    if error is None:
+        return response
+    message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+    code = error.get("code") if isinstance(error, dict) else None
+    if code == 400 or (isinstance(error, dict) and error.get("type") == "invalid_request_error"):
+        raise InvalidInput(message)
+    raise InferenceFailed(f"llama.cpp failed: {message}")
+
+
+def _call(handler: Any, *args: Any) -> Any:
+    try:
+        return handler(*args)
+    except ValueError as exc:  # the binding's own check of the request's shape
+        raise InvalidInput(str(exc)) from exc
+
+
+class LlamaHandle(ModelHandle):
+    def __init__(self, server: Any, workdir: Path) -> None:
+        self._server = server
+        self._workdir = workdir
+
+    def chat(self, request: dict[str, Any]) -> Generation:
+        response = _call(self._server.handle_chat_completions, request)
+        return Generation(_raise_for_error(response))
+
+    def complete(self, request: dict[str, Any]) -> Generation:
+        return Generation(_raise_for_error(_call(self._server.handle_completions, request)))
+
+    def stream(self, kind: str, request: dict[str, Any], sink: ChunkSink) -> None:
+        handler = (
+            self._server.handle_chat_completions
+            if kind == "chat"
+            else self._server.handle_completions
+        )
+        failure: list[dict[str, Any]] = []
+
+        def on_chunk(chunk: Any) -> bool:
+            if isinstance(chunk, dict) and "error" in chunk:
+                failure.append(chunk)
+                return True
+            # Returning True tells llama.cpp to stop this request's generation.
+            return sink(chunk)
+
+        _call(handler, {**request, "stream": True}, on_chunk)
+        if failure:
+            _raise_for_error(failure[0])
+
+    def embed(self, texts: list[str]) -> Embeddings:
+        response = _raise_for_error(_call(self._server.handle_embeddings, {"input": texts}))
+        ordered = sorted(response["data"], key=lambda item: item["index"])
+        usage = response.get("usage") or {}
+        return Embeddings(
+            vectors=[item["embedding"] for item in ordered],
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        )
+
+    def unload(self) -> None:
+        self._server = None
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        _trim_heap()
+
+
+class LlamaBackend(Backend):
+    name = "llama_cpp"
+
+    def load(self, entry: CatalogueEntry, path: Path) -> ModelHandle:
+        xlc: Any = import_library("xllamacpp", self.name, "xllamacpp")
+        options = {**DEFAULT_OPTIONS, **entry.options}
+        params = xlc.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = int(options["n_ctx"])
+        params.n_parallel = int(options["n_parallel"])
+        params.cache_ram_mib = int(options["cache_ram_mib"])
+        params.cpuparams.n_threads = self.settings.llm_threads
+        params.cpuparams_batch.n_threads = self.settings.llm_threads
+        params.verbosity = 0
+        if entry.task is Task.EMBEDDINGS:
+            params.embedding = True
+            params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+        # The binding always opens a listener of its own. Pointed at a Unix socket in a
+        # private directory, it takes no TCP port and only this process's user can reach
+        # it; the service stays the only thing listening on the network.
+        workdir = Path(tempfile.mkdtemp(prefix=f"aio-{entry.id}-"))
+        params.hostnames = [str(workdir / "llama.sock")]
+        try:
+            server = xlc.Server(params)
+        except Exception as exc:  # the binding raises plain RuntimeErrors
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise ModelLoadFailed(f"model {entry.id!r}: llama.cpp refused the file: {exc}") from exc
+        return LlamaHandle(server, workdir)

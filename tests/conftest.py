@@ -1,0 +1,88 @@
+"""Shared fixtures: a private copy of the default catalogue per test, and an in-process
+client with the application's lifespan running."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi import FastAPI
+
+from ai_orchestrator.api.app import create_app
+from ai_orchestrator.settings import Environment, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+LLM = "smollm2-135m-instruct"
+DIGITS = "digits-classifier"
+
+
+def default_entries() -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = yaml.safe_load((MODELS / "catalogue.yaml").read_text())[
+        "models"
+    ]
+    return entries
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A model directory whose files a test may corrupt: the small ONNX file is copied,
+    the large GGUF file is linked (tests that damage it replace the link)."""
+    directory = tmp_path / "models"
+    directory.mkdir()
+    for entry in default_entries():
+        source = MODELS / entry["path"]
+        if source.stat().st_size < 10_000_000:
+            shutil.copy(source, directory / entry["path"])
+        else:
+            (directory / entry["path"]).symlink_to(source)
+    return directory
+
+
+@pytest.fixture
+def write_catalogue(tmp_path: Path) -> Callable[[list[dict[str, Any]]], Path]:
+    def write(entries: list[dict[str, Any]]) -> Path:
+        path = tmp_path / "catalogue.yaml"
+        path.write_text(yaml.safe_dump({"models": entries}))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def settings(model_dir: Path, write_catalogue: Callable[[list[dict[str, Any]]], Path]) -> Settings:
+    return Settings(
+        env=Environment.TEST,
+        catalogue=write_catalogue(default_entries()),
+        model_dir=model_dir,
+        load_wait_s=30,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an error in the one envelope, with this status and code."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code, error
+    assert error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    return error

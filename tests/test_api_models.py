@@ -12,7 +12,7 @@ import pytest
 
 from ai_orchestrator.api.app import create_app
 from ai_orchestrator.settings import Settings
-from tests.conftest import DIGITS, LLM, MODELS, assert_envelope
+from tests.conftest import DIGITS, EMBEDDER, LLM, MODELS, assert_envelope
 
 HELDOUT = json.loads((MODELS / "digits-classifier.heldout.json").read_text())
 RECORD = json.loads((MODELS / "digits-classifier.accuracy.json").read_text())
@@ -25,7 +25,7 @@ async def infer(client: httpx.AsyncClient, inputs: Any, model: str = DIGITS) -> 
 async def test_models_lists_the_catalogue_with_states(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/models")).json()
     states = {model["id"]: model["status"]["state"] for model in body["models"]}
-    assert states == {LLM: "unloaded", DIGITS: "unloaded"}
+    assert states == {LLM: "unloaded", EMBEDDER: "unloaded", DIGITS: "unloaded"}
 
 
 async def test_model_detail_and_status(client: httpx.AsyncClient) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
+from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
@@ -58,6 +60,10 @@ def _serve(settings: Settings, *, reload: bool, poll: bool) -> int:
     from ai_orchestrator.logs import configure_logging
 
     configure_logging(settings)
+    # uvicorn drains on SIGTERM, then restores the previous handler and raises the signal
+    # again so that the process dies "by" it (status -15). A stop asked for by the
+    # orchestrator is a clean exit for us: this handler turns that re-raise into status 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if reload:
         if poll:
             os.environ["WATCHFILES_FORCE_POLLING"] = "true"
@@ -74,8 +80,13 @@ def _serve(settings: Settings, *, reload: bool, poll: bool) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _models(settings: Settings, url: str | None) -> int:

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest accepted request body; larger ones get 413."""
 
+    shutdown_grace_s: int = Field(default=30, ge=0)
+    """On SIGTERM, how long in-flight requests may take to finish before the process exits."""
+
     @field_validator("preload", mode="before")
     @classmethod
     def _split_preload(cls, value: object) -> object:

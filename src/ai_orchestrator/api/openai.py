@@ -6,11 +6,13 @@ handling, so the responses need little more than the catalogue's model id put ba
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
@@ -61,15 +63,21 @@ async def completions(body: CompletionRequest, core: Core) -> Any:
 async def embeddings(body: EmbeddingRequest, core: Core) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else body.input
     result = await core.embed(body.model, texts)
+    encode = _base64_floats if body.encoding_format == "base64" else list
     return {
         "object": "list",
         "model": body.model,
         "data": [
-            {"object": "embedding", "index": index, "embedding": vector}
+            {"object": "embedding", "index": index, "embedding": encode(vector)}
             for index, vector in enumerate(result.vectors)
         ],
         "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
     }
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """The OpenAI client's compact form: little-endian float32 bytes, base64-encoded."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
 
 
 def _usage_wanted(body: ChatCompletionRequest | CompletionRequest) -> bool:

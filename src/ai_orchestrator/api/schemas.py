@@ -82,7 +82,7 @@ class CompletionRequest(GenerationParameters):
 class EmbeddingRequest(BaseModel):
     model: str = Field(min_length=1)
     input: str | list[str]
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = "float"
 
     @field_validator("input")
     @classmethod

@@ -4,6 +4,7 @@ client with the application's lifespan running."""
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ import yaml
 from fastapi import FastAPI
 
 from ai_orchestrator.api.app import create_app
+from ai_orchestrator.backends.base import ModelHandle
+from ai_orchestrator.backends.onnx import OnnxBackend
+from ai_orchestrator.catalogue import CatalogueEntry
 from ai_orchestrator.settings import Environment, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +25,20 @@ MODELS = ROOT / "models"
 LLM = "smollm2-135m-instruct"
 EMBEDDER = "smollm2-135m-embeddings"
 DIGITS = "digits-classifier"
+
+
+class GatedBackend(OnnxBackend):
+    """The real ONNX backend, but each load waits for the test to open the gate."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.gate = threading.Event()
+        self.loads = 0
+
+    def load(self, entry: CatalogueEntry, path: Path) -> ModelHandle:
+        self.loads += 1
+        assert self.gate.wait(10)
+        return super().load(entry, path)
 
 
 def default_entries() -> list[dict[str, Any]]:

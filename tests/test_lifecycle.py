@@ -1,20 +1,17 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from ai_orchestrator.backends.base import ModelHandle
-from ai_orchestrator.backends.onnx import OnnxBackend
-from ai_orchestrator.catalogue import CatalogueEntry, load_catalogue
+from ai_orchestrator.catalogue import load_catalogue
 from ai_orchestrator.errors import ModelLoadFailed, ModelNotReady
 from ai_orchestrator.lifecycle import ModelManager, ModelState
 from ai_orchestrator.settings import Settings
-from tests.conftest import DIGITS, default_entries
+from tests.conftest import DIGITS, GatedBackend, default_entries
 
 ROW = np.zeros((1, 64), dtype=np.float32)
 
@@ -22,20 +19,6 @@ ROW = np.zeros((1, 64), dtype=np.float32)
 @pytest.fixture
 def manager(settings: Settings) -> ModelManager:
     return ModelManager(load_catalogue(settings.catalogue, settings.model_dir), settings)
-
-
-class GatedBackend(OnnxBackend):
-    """The real ONNX backend, but each load waits for the test to open the gate."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.gate = threading.Event()
-        self.loads = 0
-
-    def load(self, entry: CatalogueEntry, path: Path) -> ModelHandle:
-        self.loads += 1
-        assert self.gate.wait(10)
-        return super().load(entry, path)
 
 
 def gate(manager: ModelManager) -> GatedBackend:

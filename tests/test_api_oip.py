@@ -1,0 +1,87 @@
+"""Open Inference Protocol (v2) routes on the digits classifier."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import DIGITS, LLM, assert_envelope
+from tests.test_api_models import HELDOUT
+
+
+def tensor(rows: list[list[int]], **change: Any) -> dict[str, Any]:
+    flat = [value for row in rows for value in row]
+    return {"name": "X", "shape": [len(rows), 64], "datatype": "FP32", "data": flat, **change}
+
+
+async def test_server_metadata_and_health(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v2")).json()["name"]
+    assert (await client.get("/v2/health/live")).json() == {"live": True}
+    assert (await client.get("/v2/health/ready")).json() == {"ready": True}
+
+
+async def test_model_metadata_describes_the_tensors(client: httpx.AsyncClient) -> None:
+    metadata = (await client.get(f"/v2/models/{DIGITS}")).json()
+    assert metadata["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 64]}]
+    assert [output["name"] for output in metadata["outputs"]] == ["label", "probabilities"]
+
+
+async def test_model_ready_follows_the_lifecycle(client: httpx.AsyncClient) -> None:
+    assert_envelope(await client.get(f"/v2/models/{DIGITS}/ready"), 503, "model_not_ready")
+    await client.post(f"/api/models/{DIGITS}/load")
+    assert (await client.get(f"/v2/models/{DIGITS}/ready")).json()["ready"] is True
+
+
+async def test_infer_returns_labels_matching_the_alt_las_api(client: httpx.AsyncClient) -> None:
+    rows = HELDOUT["inputs"][:5]
+    body = {"id": "req-1", "inputs": [tensor(rows)]}
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["id"] == "req-1"
+    outputs = {output["name"]: output for output in result["outputs"]}
+    assert outputs["label"]["shape"] == [5]
+    assert outputs["label"]["datatype"] == "INT64"
+    assert outputs["probabilities"]["shape"] == [5, 10]
+    alt_las = await client.post("/api/inference", json={"model_id": DIGITS, "inputs": rows})
+    assert outputs["label"]["data"] == alt_las.json()["outputs"]["labels"]
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"shape": [1, 63]}, "does not fit"),
+        ({"shape": [1, 32], "data": [0] * 32}, "shape"),
+        ({"datatype": "STRING"}, "datatype"),
+        ({"data": ["x"] * 64}, "does not fit"),
+        ({"name": "Y"}, "missing input"),
+        ({"shape": [-1, 64]}, "negative"),
+        ({"data": [float("inf")] + [0] * 63}, "NaN"),
+    ],
+)
+async def test_bad_tensor_is_a_400(
+    client: httpx.AsyncClient, change: dict[str, Any], fragment: str
+) -> None:
+    body = {"inputs": [tensor(HELDOUT["inputs"][:1], **change)]}
+    response = await client.post(
+        f"/v2/models/{DIGITS}/infer",
+        content=json.dumps(body, allow_nan=True),
+        headers={"content-type": "application/json"},
+    )
+    error = assert_envelope(response, 400, "invalid_input")
+    assert fragment in error["message"]
+
+
+async def test_infer_on_a_chat_model_is_refused(client: httpx.AsyncClient) -> None:
+    body = {"inputs": [tensor(HELDOUT["inputs"][:1])]}
+    assert_envelope(
+        await client.post(f"/v2/models/{LLM}/infer", json=body), 400, "unsupported_task"
+    )
+
+
+async def test_infer_without_inputs_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json={"inputs": []})
+    assert_envelope(response, 400, "invalid_request")

@@ -128,18 +128,22 @@ class ModelManager:
         While held, the model is counted in flight and will not be unloaded.
         """
         slot = self._slot(model_id)
-        deadline = time.monotonic() + self.settings.load_wait_s
-        async with slot.changed:
-            await self._ensure_ready(slot, deadline)
-            slot.in_flight += 1
-            handle = slot.handle
+        if slot.state is not ModelState.READY:
+            deadline = time.monotonic() + self.settings.load_wait_s
+            async with slot.changed:
+                await self._ensure_ready(slot, deadline)
+        # From the check above to this increment nothing awaits, so on the event loop
+        # the model cannot start unloading in between; the lock is only for waiting.
+        slot.in_flight += 1
+        handle = slot.handle
         assert handle is not None
         try:
             yield handle
         finally:
-            async with slot.changed:
-                slot.in_flight -= 1
-                slot.changed.notify_all()
+            slot.in_flight -= 1
+            if slot.state is ModelState.UNLOADING and slot.in_flight == 0:
+                async with slot.changed:
+                    slot.changed.notify_all()
 
     async def close(self) -> None:
         """Unload every model; used at shutdown."""

@@ -51,7 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.orchestrator = orchestrator
     install_error_handlers(app)
-    for module in (health, models, openai, oip):
+    # Inference routes come first, since a request is matched against routes in order.
+    for module in (models, openai, oip, health):
         app.include_router(module.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     return app

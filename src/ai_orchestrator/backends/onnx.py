@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,15 @@ def _spec(node: Any) -> TensorSpec:
     return TensorSpec(name=node.name, datatype=datatype, shape=shape)
 
 
+# Work expected to take less than this runs on the event loop instead of a thread.
+QUICK_SECONDS = 0.0005
+
+
 class OnnxHandle(ModelHandle):
     def __init__(self, session: Any) -> None:
         self._session = session
+        # Measured cost of one row, smoothed; unknown (infinite) until the first call.
+        self._seconds_per_row = float("inf")
         self._inputs = [_spec(node) for node in session.get_inputs()]
         self._outputs = [_spec(node) for node in session.get_outputs()]
         self._input_dtypes = {
@@ -54,8 +61,18 @@ class OnnxHandle(ModelHandle):
             array = np.asarray(inputs[spec.name], dtype=self._input_dtypes[spec.name])
             _check_shape(spec, array.shape)
             feeds[spec.name] = array
+        started = time.perf_counter()
         values = self._session.run(None, feeds)
+        rows = max(len(next(iter(feeds.values()))), 1) if feeds else 1
+        per_row = (time.perf_counter() - started) / rows
+        previous = self._seconds_per_row
+        self._seconds_per_row = (
+            per_row if previous == float("inf") else 0.8 * previous + 0.2 * per_row
+        )
         return {spec.name: value for spec, value in zip(self._outputs, values, strict=True)}
+
+    def is_quick(self, rows: int) -> bool:
+        return rows * self._seconds_per_row < QUICK_SECONDS
 
     def classify(self, rows: np.ndarray) -> Classification:
         if len(self._inputs) != 1 or len(self._outputs) < 2:

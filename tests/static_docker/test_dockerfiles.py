@@ -1,0 +1,221 @@
+"""Properties of the four Dockerfiles that can be read off their text."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.static_docker.dockerfiles import (
+    ENVIRONMENTS,
+    NON_ROOT,
+    SERVING,
+    Dockerfile,
+    Instruction,
+    env_assignments,
+    parse,
+)
+
+PINNED_BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$")
+AIO_ENV = {"dev": "development", "test": "test", "staging": "staging", "prod": "production"}
+OCI_LABELS = ("version", "revision", "source", "licenses")
+# What a final stage may take from the builder, and where it must land.
+BUILDER_OUTPUTS = {
+    "/opt/venv": "/opt/venv",
+    "/app/models": "/app/models",
+    "/stage/app/": "/",
+    "/stage/dev/": "/",
+    "/stage/sbom/runtime.cdx.json": "/usr/share/doc/ai-orchestrator/sbom.cdx.json",
+    "/stage/sbom/dev.cdx.json": "/usr/share/doc/ai-orchestrator/sbom.cdx.json",
+}
+
+
+@pytest.fixture(params=ENVIRONMENTS)
+def env(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def dockerfile(env: str) -> Dockerfile:
+    return parse(env)
+
+
+def copies_from_builder(dockerfile: Dockerfile) -> list[tuple[str, str]]:
+    pairs = []
+    for copy in dockerfile.final.all("COPY"):
+        words = copy.args.split()
+        if words[0] == "--from=builder":
+            pairs.append((words[1], words[2]))
+    return pairs
+
+
+def test_builder_stage_is_the_same_text_in_all_four_dockerfiles() -> None:
+    texts = {env: parse(env).builder_text() for env in ENVIRONMENTS}
+    assert len(set(texts.values())) == 1, "builder stages differ: " + ", ".join(texts)
+
+
+def test_each_dockerfile_has_a_builder_and_one_final_stage_named_after_it(
+    env: str, dockerfile: Dockerfile
+) -> None:
+    assert [stage.name for stage in dockerfile.stages] == ["builder", env]
+
+
+def test_base_comes_from_python_image_pinned_by_version_tag_and_digest(
+    dockerfile: Dockerfile,
+) -> None:
+    (arg,) = dockerfile.global_args
+    name, _, default = arg.args.partition("=")
+    assert arg.keyword == "ARG"
+    assert name == "PYTHON_IMAGE"
+    assert PINNED_BASE.match(default), default
+    assert {stage.base for stage in dockerfile.stages} == {"${PYTHON_IMAGE}"}
+
+
+def test_no_dockerfile_names_the_latest_tag(dockerfile: Dockerfile) -> None:
+    assert ":latest" not in dockerfile.text
+
+
+def test_final_stage_takes_only_the_venv_models_app_and_sbom_from_the_builder(
+    env: str, dockerfile: Dockerfile
+) -> None:
+    pairs = copies_from_builder(dockerfile)
+    assert all(BUILDER_OUTPUTS.get(source) == target for source, target in pairs), pairs
+    sources = [source for source, _ in pairs]
+    assert sources[:2] == ["/opt/venv", "/app/models"]
+    assert ("/stage/dev/" in sources) == (env in ("dev", "test"))
+
+
+def test_dependencies_and_models_are_installed_before_application_code_is_copied(
+    dockerfile: Dockerfile,
+) -> None:
+    builder = dockerfile.stage("builder").instructions
+    copy_src = next(i for i, ins in enumerate(builder) if ins.args.startswith("src/"))
+    installs = [i for i, ins in enumerate(builder) if re.search(r"-r requirements/", ins.args)]
+    models = next(i for i, ins in enumerate(builder) if "prepare_models.py" in ins.args)
+    assert max([*installs, models]) < copy_src
+    sources = [source for source, _ in copies_from_builder(dockerfile)]
+    assert sources.index("/stage/app/") > sources.index("/app/models")
+
+
+def test_every_dependency_install_checks_the_locks_hashes(dockerfile: Dockerfile) -> None:
+    for run in dockerfile.stage("builder").all("RUN"):
+        for command in re.split(r"&&", run.args):
+            if re.search(r"pip (install|download)", command) and "-r " in command:
+                assert "--require-hashes" in command, command
+            elif re.search(r"pip (install|download)", command):
+                assert "--no-deps" in command, f"unlocked install: {command}"
+
+
+def test_application_code_rebuild_starts_only_after_the_last_dependency_step(
+    dockerfile: Dockerfile,
+) -> None:
+    final = dockerfile.final.instructions
+    first_app_copy = next(
+        i for i, ins in enumerate(final) if ins.keyword == "COPY" and "/stage/app/" in ins.args
+    )
+    assert not [ins for ins in final[first_app_copy:] if ins.keyword == "RUN"]
+
+
+def test_cmd_is_in_exec_form(dockerfile: Dockerfile) -> None:
+    (cmd,) = dockerfile.final.all("CMD")
+    assert isinstance(json.loads(cmd.args), list)
+
+
+def test_only_port_8000_is_exposed(dockerfile: Dockerfile) -> None:
+    exposed = [ins.args for stage in dockerfile.stages for ins in stage.all("EXPOSE")]
+    assert exposed == ["8000"]
+
+
+def test_oci_labels_come_from_build_arguments_after_the_last_build_step(
+    dockerfile: Dockerfile,
+) -> None:
+    final = dockerfile.final.instructions
+    (label,) = dockerfile.final.all("LABEL")
+    for key in OCI_LABELS:
+        assert f"org.opencontainers.image.{key}=" in label.args
+    for key in ("VERSION", "REVISION", "SOURCE"):
+        assert f"${{{key}}}" in label.args
+        arg = next(ins for ins in final if ins.keyword == "ARG" and ins.args.startswith(key))
+        assert final.index(arg) > max(
+            i for i, ins in enumerate(final) if ins.keyword in ("RUN", "COPY")
+        )
+
+
+def test_environment_is_set_in_one_env_instruction_of_the_final_stage(
+    env: str, dockerfile: Dockerfile
+) -> None:
+    assert not dockerfile.stage("builder").all("ENV")
+    (env_instruction,) = dockerfile.final.all("ENV")
+    variables = env_assignments(env_instruction)
+    assert variables["AIO_ENV"] == AIO_ENV[env]
+    assert variables["AIO_HOST"] == "0.0.0.0"
+    assert variables["AIO_PORT"] == "8000"
+    assert variables["AIO_PRELOAD"] == "smollm2-135m-instruct,digits-classifier"
+    assert variables["PATH"].startswith("/opt/venv/bin:")
+    assert variables["AIO_LOG_LEVEL"] == ("DEBUG" if env == "dev" else "INFO")
+
+
+@pytest.mark.parametrize("env", NON_ROOT)
+def test_image_runs_as_a_numeric_user_of_uid_10000_or_more(env: str) -> None:
+    users = parse(env).final.all("USER")
+    assert users, "no USER: the image would run as root"
+    uid, _, gid = users[-1].args.partition(":")
+    assert re.fullmatch(r"[1-9]\d{4,}", uid), users[-1]
+    assert re.fullmatch(r"[1-9]\d{4,}", gid), users[-1]
+
+
+def test_dev_image_keeps_root_and_says_that_it_is_for_development_only() -> None:
+    dockerfile = parse("dev")
+    assert not dockerfile.final.all("USER")
+    assert "development-only" in dockerfile.text
+
+
+@pytest.mark.parametrize("env", SERVING)
+def test_healthcheck_is_python_asking_the_readiness_route(env: str) -> None:
+    (healthcheck,) = parse(env).final.all("HEALTHCHECK")
+    _options, _, command = healthcheck.args.partition("CMD ")
+    argv = json.loads(command)
+    assert argv[:2] == ["/opt/venv/bin/python", "-c"]
+    assert "/health/ready" in argv[2]
+
+
+def test_test_image_has_no_healthcheck_and_runs_the_suite_without_the_engine_tests() -> None:
+    dockerfile = parse("test")
+    assert [h.args for h in dockerfile.final.all("HEALTHCHECK")] == ["NONE"]
+    argv = json.loads(dockerfile.final.all("CMD")[0].args)
+    assert argv[1:4] == ["-m", "pytest", "-m"]
+    assert argv[4] == "not container"
+
+
+def run_commands(dockerfile: Dockerfile) -> list[Instruction]:
+    return [ins for stage in dockerfile.stages for ins in stage.all("RUN")]
+
+
+def test_apt_lists_are_removed_in_the_step_that_fetched_them(dockerfile: Dockerfile) -> None:
+    for run in run_commands(dockerfile):
+        if "apt-get update" in run.args:
+            assert "rm -rf /var/lib/apt/lists/*" in run.args, run.line
+            assert "--no-install-recommends" in run.args, run.line
+
+
+def test_final_stage_clears_setuid_and_setgid_bits(dockerfile: Dockerfile) -> None:
+    (run,) = dockerfile.final.all("RUN")
+    assert "find / -xdev -type f -perm /6000 -exec chmod ug-s {} +" in run.args
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_prod_and_staging_remove_pip_setuptools_and_ensurepip_from_the_base_python(
+    env: str,
+) -> None:
+    (run,) = parse(env).final.all("RUN")
+    for leftover in ('"$stdlib/ensurepip"', '"$purelib"/pip ', '"$purelib"/setuptools*'):
+        assert leftover in run.args
+
+
+def test_every_checkov_skip_in_a_dockerfile_gives_its_reason(dockerfile: Dockerfile) -> None:
+    skips = [line for line in dockerfile.text.splitlines() if line.startswith("# checkov:skip=")]
+    for line in skips:
+        _, _, reason = line.partition(": ")
+        assert len(reason.strip()) > 20, f"skip without a reason: {line}"

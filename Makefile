@@ -8,7 +8,7 @@ LOCKS := requirements/runtime.txt requirements/build.txt requirements/dev.txt
 MODEL_FILES := models/smollm2-135m-instruct.Q4_1.gguf models/digits-classifier.onnx
 DEFAULT_MODELS := smollm2-135m-instruct,digits-classifier
 
-.PHONY: run test venv models lint typecheck unit images lock clean bench
+.PHONY: run test venv models lint typecheck images lock clean bench
 
 run: venv models
 	AIO_PRELOAD=$(DEFAULT_MODELS) $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port 8000
@@ -40,6 +40,9 @@ typecheck: venv
 
 bench: venv models
 	$(BIN)/python bench/overhead.py
+
+# Container images and their tests (issue 3) live in their own file.
+-include mk/containers.mk
 
 # Regenerates the hash locks from the .in files (needs network access to PyPI).
 lock:

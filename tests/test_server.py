@@ -241,6 +241,16 @@ def test_sigterm_lets_the_in_flight_request_finish_and_exits_zero() -> None:
     code = process.terminate(timeout=120)
     worker.join()
     assert code == 0, process.log()
+    log = process.log()
+    for line in (
+        " ai_orchestrator settings {",
+        " ai_orchestrator.lifecycle model loaded backend=llama_cpp seconds=",
+        " ai_orchestrator ready",
+        " ai_orchestrator draining",
+        " ai_orchestrator.lifecycle model unloaded",
+        " ai_orchestrator stopped",
+    ):
+        assert line in log, line
     response = result["response"]
     assert response.status_code == 200, response.text
     assert json.loads(response.text)["usage"]["completion_tokens"] == 40

@@ -1,0 +1,175 @@
+"""Helpers for the engine-level tests: the docker CLI, image builds, running containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENTS = ("dev", "test", "staging", "prod")
+LOCAL_BASE = "alt-las/python-base:3.11-bookworm-local"
+HARDENED = (
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+)
+# Never through a proxy: the containers are on this machine.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def docker(
+    *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+def inspect(ref: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = json.loads(docker("inspect", ref).stdout)
+    return found[0]
+
+
+@dataclass(frozen=True)
+class Build:
+    image: str
+    seconds: float
+    output: str
+
+
+def build(
+    env: str, tag: str, context: Path, build_args: dict[str, str], timeout: float = 1800
+) -> Build:
+    args = [arg for key, value in build_args.items() for arg in ("--build-arg", f"{key}={value}")]
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            "docker",
+            "build",
+            "-f",
+            str(context / f"Dockerfile.{env}"),
+            "-t",
+            tag,
+            *args,
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        # The classic builder, whose "Using cache" lines the rebuild test reads; it is also
+        # the only one on this machine (Docker 20.10, no buildx).
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise AssertionError(f"building {tag} failed:\n{result.stdout[-6000:]}{result.stderr}")
+    return Build(tag, seconds, result.stdout)
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    port: int
+    started: float
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def exec(self, *command: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        options = ["--user", user] if user else []
+        return docker("exec", *options, self.id, *command, check=False)
+
+    def logs(self) -> str:
+        result = docker("logs", self.id, check=False)
+        return result.stdout + result.stderr
+
+    def health(self) -> str:
+        status: str = inspect(self.id)["State"].get("Health", {}).get("Status", "none")
+        return status
+
+
+@contextmanager
+def running(image: str, *options: str, command: tuple[str, ...] = ()) -> Iterator[Container]:
+    """A detached container with port 8000 published on an ephemeral loopback port."""
+    started = time.monotonic()
+    cid = docker("run", "-d", "-p", "127.0.0.1::8000", *options, image, *command).stdout.strip()
+    try:
+        port = int(docker("port", cid, "8000/tcp").stdout.splitlines()[0].rsplit(":", 1)[1])
+        yield Container(cid, port, started)
+    finally:
+        docker("rm", "-f", "-v", cid, check=False)
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with _OPENER.open(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def seconds_until_ready(container: Container, limit: float = 60.0) -> float:
+    """Seconds from `docker run` until /health/ready answers 200."""
+    while time.monotonic() - container.started < limit:
+        try:
+            if get(container.url("/health/ready"), timeout=1.0)[0] == 200:
+                return time.monotonic() - container.started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"not ready within {limit}s:\n{container.logs()[-3000:]}")
+
+
+def seconds_until_healthy(container: Container, limit: float = 60.0) -> float:
+    """Seconds from `docker run` until the engine reports the HEALTHCHECK as healthy."""
+    while time.monotonic() - container.started < limit:
+        status = container.health()
+        if status == "healthy":
+            return time.monotonic() - container.started
+        assert status in ("starting", "unhealthy"), status
+        time.sleep(0.1)
+    raise AssertionError(f"not healthy within {limit}s:\n{container.logs()[-3000:]}")
+
+
+def listening_ports(container: Container) -> set[int]:
+    """TCP ports in LISTEN state inside the container, read from /proc/net."""
+    script = (
+        "import pathlib\n"
+        "for name in ('tcp', 'tcp6'):\n"
+        "    path = pathlib.Path('/proc/net', name)\n"
+        "    for line in path.read_text().splitlines()[1:] if path.exists() else []:\n"
+        "        fields = line.split()\n"
+        "        if fields[3] == '0A':\n"
+        "            print(int(fields[1].rsplit(':', 1)[1], 16))\n"
+    )
+    result = container.exec("/opt/venv/bin/python", "-c", script)
+    assert result.returncode == 0, result.stderr
+    return {int(line) for line in result.stdout.split()}

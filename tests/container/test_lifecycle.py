@@ -1,0 +1,117 @@
+"""How the serving images start, listen, stop and reload."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.container.engine import (
+    HARDENED,
+    ROOT,
+    docker,
+    get,
+    inspect,
+    listening_ports,
+    post_json,
+    running,
+    seconds_until_healthy,
+    seconds_until_ready,
+)
+
+# Ready: /health/ready answers 200. Healthy: the engine's HEALTHCHECK agrees, which it
+# can only do at its first interval (3 s; Docker 20.10 has no --start-interval).
+READY_WITHIN_S = 5.0
+HEALTHY_WITHIN_S = 8.0
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_image_is_healthy_within_seconds_under_read_only_root_and_no_capabilities(
+    image: dict[str, str], env: str
+) -> None:
+    with running(image[env], *HARDENED) as container:
+        ready = seconds_until_ready(container)
+        healthy = seconds_until_healthy(container)
+        host = inspect(container.id)["HostConfig"]
+        assert host["ReadonlyRootfs"] is True
+        assert host["CapDrop"] == ["ALL"]
+        assert host["SecurityOpt"] == ["no-new-privileges"]
+        write = container.exec("sh", "-c", "touch /app/x || touch /x || echo refused")
+        assert write.stdout.strip() == "refused"
+    assert ready < READY_WITHIN_S
+    assert healthy < HEALTHY_WITHIN_S
+
+
+def test_dev_image_is_healthy_within_seconds(image: dict[str, str]) -> None:
+    with running(image["dev"]) as container:
+        assert seconds_until_ready(container) < READY_WITHIN_S
+        assert seconds_until_healthy(container) < HEALTHY_WITHIN_S
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_service_answers_on_the_published_port_and_listens_on_no_other(
+    image: dict[str, str], env: str
+) -> None:
+    with running(image[env]) as container:
+        seconds_until_ready(container)
+        status, _ = get(container.url("/health/live"))
+        assert status == 200
+        assert listening_ports(container) == {8000}
+
+
+def chat(url: str, result: dict[str, Any]) -> None:
+    body = {
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": "Count from one to one hundred in words."}],
+        "max_tokens": 160,
+        "temperature": 0,
+    }
+    result["status"], result["body"] = post_json(url, body, timeout=120)
+    result["finished"] = time.monotonic()
+
+
+def test_prod_exits_promptly_with_status_0_on_sigterm_after_finishing_its_request(
+    image: dict[str, str],
+) -> None:
+    with running(image["prod"], *HARDENED) as container:
+        seconds_until_ready(container)
+        result: dict[str, Any] = {}
+        caller = threading.Thread(target=chat, args=(container.url("/v1/chat/completions"), result))
+        caller.start()
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        docker("kill", "--signal", "TERM", container.id)
+        status = int(docker("wait", container.id, timeout=60).stdout)
+        exited = time.monotonic()
+        caller.join(timeout=60)
+        logs = container.logs()
+    assert status == 0, logs[-2000:]
+    assert result["status"] == 200, result
+    assert result["body"]["choices"][0]["message"]["content"]
+    # The request was still in flight when the signal came, and the exit followed it.
+    assert result["finished"] > signalled
+    assert exited - signalled < 30
+
+
+@pytest.mark.parametrize("command", [(), ("ai-orchestrator", "serve", "--reload", "--reload-poll")])
+def test_dev_image_reloads_when_a_bind_mounted_source_file_changes(
+    image: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__"))
+    marker = f"reload-test-{uuid.uuid4().hex}"
+    with running(image["dev"], "-v", f"{source}:/app/src:ro", command=command) as container:
+        seconds_until_ready(container)
+        assert marker not in container.logs()
+        module = source / "ai_orchestrator" / "api" / "app.py"
+        module.write_text(module.read_text() + f"\nprint({marker!r}, flush=True)\n")
+        deadline = time.monotonic() + 30
+        while marker not in container.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker in container.logs(), container.logs()[-3000:]
+        assert seconds_until_ready(container, limit=90) > 0

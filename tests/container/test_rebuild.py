@@ -1,0 +1,38 @@
+"""A change to application code rebuilds only the last layers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.container.engine import build, docker
+
+# The issue's target for a code-only rebuild of the prod image on this machine.
+REBUILD_WITHIN_S = 15.0
+
+
+def steps(output: str) -> list[tuple[str, bool]]:
+    """Each build step's instruction, and whether the engine took it from its cache."""
+    parts = re.split(r"^Step \d+/\d+ : ", output, flags=re.MULTILINE)[1:]
+    return [(part.splitlines()[0], "Using cache" in part) for part in parts]
+
+
+def test_code_only_change_rebuilds_only_the_last_layers_of_prod(
+    image: dict[str, str], build_args: dict[str, str], context_copy: Path
+) -> None:
+    module = context_copy / "src" / "ai_orchestrator" / "api" / "app.py"
+    module.write_text(module.read_text() + "\n# A code-only change, made by the rebuild test.\n")
+    tag = "alt-las/ai-orchestrator:prod-code-change"
+    try:
+        rebuilt = build("prod", tag, context_copy, build_args)
+    finally:
+        docker("rmi", tag, check=False)
+    done = steps(rebuilt.output)
+    first_miss = next(i for i, (_, cached) in enumerate(done) if not cached and i > 1)
+    assert done[first_miss][0] == "COPY src/ src/", done[first_miss]
+    final_stage = next(i for i, (step, _) in enumerate(done) if step.startswith("FROM") and i)
+    reused = [step for step, cached in done[final_stage + 1 :] if cached]
+    assert any(step.startswith("COPY --from=builder /opt/venv") for step in reused), reused
+    assert any(step.startswith("COPY --from=builder /app/models") for step in reused), reused
+    assert any(step.startswith("RUN apt-get update") for step in reused), reused
+    assert rebuilt.seconds < REBUILD_WITHIN_S, f"code-only rebuild took {rebuilt.seconds:.1f}s"

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ai_orchestrator.api.app import create_app
+from ai_orchestrator.logs import configure_logging
+from ai_orchestrator.settings import Environment, Settings
+from tests.conftest import DIGITS
+
+
+@pytest.fixture
+def restore_loggers() -> Iterator[None]:
+    names = ("ai_orchestrator", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
+        for name in names
+    }
+    yield
+    for name, (handlers, propagate) in saved.items():
+        logging.getLogger(name).handlers = handlers
+        logging.getLogger(name).propagate = propagate
+
+
+@pytest.mark.usefixtures("restore_loggers")
+async def test_production_logs_one_json_line_per_request_with_ids(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    production = settings.model_copy(
+        update={"env": Environment.PRODUCTION, "log_json": True, "log_level": "INFO"}
+    )
+    configure_logging(production)
+    app = create_app(production)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post(
+            "/api/inference", json={"model_id": DIGITS, "inputs": [[0] * 64]}
+        )
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (request_line,) = [line for line in lines if line.get("event") == "request"]
+    assert request_line["request_id"] == response.headers["x-request-id"]
+    assert request_line["model_id"] == DIGITS
+    assert request_line["route"] == "/api/inference"
+    assert request_line["status"] == 200
+    assert request_line["latency_ms"] > 0
+    loaded = [line for line in lines if line.get("event") == "model_loaded"]
+    assert loaded[0]["backend"] == "onnxruntime"

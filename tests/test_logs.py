@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from ai_orchestrator.api.app import create_app
 from ai_orchestrator.logs import configure_logging
 from ai_orchestrator.settings import Environment, Settings
-from tests.conftest import DIGITS
+from tests.conftest import DIGITS, INFERENCE_KEY
 
 
 @pytest.fixture
@@ -28,17 +29,24 @@ def restore_loggers() -> Iterator[None]:
 
 @pytest.mark.usefixtures("restore_loggers")
 async def test_production_logs_one_json_line_per_request_with_ids(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+    settings: Settings, key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     production = settings.model_copy(
-        update={"env": Environment.PRODUCTION, "log_json": True, "log_level": "INFO"}
+        update={
+            "env": Environment.PRODUCTION,
+            "log_json": True,
+            "log_level": "INFO",
+            "api_keys_file": key_file,
+        }
     )
     configure_logging(production)
     app = create_app(production)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         response = await http.post(
-            "/api/inference", json={"model_id": DIGITS, "inputs": [[0] * 64]}
+            "/api/inference",
+            json={"model_id": DIGITS, "inputs": [[0] * 64]},
+            headers={"Authorization": f"Bearer {INFERENCE_KEY}"},
         )
     assert response.status_code == 200
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
@@ -50,3 +58,27 @@ async def test_production_logs_one_json_line_per_request_with_ids(
     assert request_line["latency_ms"] > 0
     loaded = [line for line in lines if line.get("event") == "model_loaded"]
     assert loaded[0]["backend"] == "onnxruntime"
+
+
+@pytest.mark.usefixtures("restore_loggers")
+async def test_keys_never_appear_in_the_logs(
+    settings: Settings, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    debug = settings.model_copy(
+        update={"env": Environment.STAGING, "log_level": "DEBUG", "api_keys_file": key_file}
+    )
+    configure_logging(debug)
+    app = create_app(debug)
+    wrong = "wrong-0123456789abcdef0123456789"
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
+        for key in (INFERENCE_KEY, wrong):
+            await http.get("/api/models", headers={"X-API-Key": key})
+            await http.post("/api/models/x/load", headers={"Authorization": f"Bearer {key}"})
+    err = capsys.readouterr().err
+    assert "request" in err
+    assert INFERENCE_KEY not in err
+    assert wrong not in err

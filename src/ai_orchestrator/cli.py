@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ai_orchestrator.catalogue import load_catalogue
-from ai_orchestrator.errors import CatalogueError, OrchestratorError
+from ai_orchestrator.errors import CatalogueError, ConfigurationError, OrchestratorError
 from ai_orchestrator.settings import Settings
 
 FACTORY = "ai_orchestrator.api.app:app_from_env"
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, reload=args.reload, poll=args.reload_poll)
         return _models(settings, args.url)
-    except (CatalogueError, OrchestratorError, ValidationError) as exc:
+    except (CatalogueError, ConfigurationError, OrchestratorError, ValidationError) as exc:
         print(f"ai-orchestrator: {exc}", file=sys.stderr)
         return 2
 

@@ -69,3 +69,50 @@ class BodyTooLarge(OrchestratorError):
 
 class CatalogueError(Exception):
     """The catalogue file is malformed; raised at start-up, never to a client."""
+
+
+class Unauthorized(OrchestratorError):
+    """No API key, or one that is not in the key file."""
+
+    status = 401
+    code = "invalid_api_key"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["WWW-Authenticate"] = "Bearer"
+
+
+class Forbidden(OrchestratorError):
+    """A valid API key whose scope does not cover the route."""
+
+    status = 403
+    code = "insufficient_scope"
+
+
+class RateLimited(OrchestratorError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class QueueFull(OrchestratorError):
+    """The model already holds as many requests as its queue allows."""
+
+    status = 503
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class RequestTimeout(OrchestratorError):
+    status = 504
+    code = "timeout"
+
+
+class ConfigurationError(Exception):
+    """A setting or a file it names is unusable; raised at start-up, never to a client."""

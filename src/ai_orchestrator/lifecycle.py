@@ -19,7 +19,7 @@ from enum import StrEnum
 from ai_orchestrator.backends import resolve_backend
 from ai_orchestrator.backends.base import Backend, ModelHandle
 from ai_orchestrator.catalogue import Catalogue, CatalogueEntry, sha256_file
-from ai_orchestrator.errors import ModelLoadFailed, ModelNotReady, OrchestratorError
+from ai_orchestrator.errors import ModelLoadFailed, ModelNotReady, OrchestratorError, QueueFull
 from ai_orchestrator.logs import model_context
 from ai_orchestrator.memory import resident_bytes
 from ai_orchestrator.settings import Settings
@@ -125,9 +125,15 @@ class ModelManager:
     async def use(self, model_id: str) -> AsyncIterator[ModelHandle]:
         """Hold the model for one request, loading it on demand.
 
-        While held, the model is counted in flight and will not be unloaded.
+        While held, the model is counted in flight and will not be unloaded. A model
+        already holding ``queue_size`` requests refuses more with QueueFull.
         """
         slot = self._slot(model_id)
+        if slot.in_flight >= self.settings.queue_size:
+            raise QueueFull(
+                f"model {model_id!r} already holds {slot.in_flight} requests, the limit "
+                "(AIO_QUEUE_SIZE); retry later"
+            )
         if slot.state is not ModelState.READY:
             deadline = time.monotonic() + self.settings.load_wait_s
             async with slot.changed:

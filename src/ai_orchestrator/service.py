@@ -17,6 +17,7 @@ from ai_orchestrator.backends.base import Classification, Embeddings, Generation
 from ai_orchestrator.catalogue import Catalogue, CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
 from ai_orchestrator.lifecycle import ModelManager
+from ai_orchestrator.limits import check_texts, prepare_generation
 from ai_orchestrator.logs import model_id_var
 from ai_orchestrator.settings import Settings
 
@@ -64,7 +65,7 @@ class Orchestrator:
 
     async def generate(self, model_id: str, kind: str, request: dict[str, Any]) -> Generation:
         """Run a chat (``kind="chat"``) or text completion request to the end."""
-        self._check_generation(model_id, kind)
+        request = self._check_generation(model_id, kind, request)
         async with self.models.use(model_id) as handle:
             method = handle.chat if kind == "chat" else handle.complete
             return await asyncio.to_thread(method, request)
@@ -77,7 +78,7 @@ class Orchestrator:
         If the consumer stops early (the client went away), the backend is told to stop
         at its next token, so the model is free for the next request.
         """
-        self._check_generation(model_id, kind)
+        request = self._check_generation(model_id, kind, request)
         async with self.models.use(model_id) as handle:
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -108,13 +109,17 @@ class Orchestrator:
 
     async def embed(self, model_id: str, texts: list[str]) -> Embeddings:
         self.entry_for(model_id, frozenset({Task.EMBEDDINGS}))
+        check_texts(self.settings, texts)
         async with self.models.use(model_id) as handle:
             return await asyncio.to_thread(handle.embed, texts)
 
-    def _check_generation(self, model_id: str, kind: str) -> None:
+    def _check_generation(
+        self, model_id: str, kind: str, request: dict[str, Any]
+    ) -> dict[str, Any]:
         entry = self.entry_for(model_id, GENERATION_TASKS)
         if kind == "chat" and entry.task is not Task.CHAT:
             raise UnsupportedTask(f"model {model_id!r} is not a chat model")
+        return prepare_generation(self.settings, request)
 
 
 def as_finite_matrix(rows: Any) -> np.ndarray:

@@ -24,11 +24,39 @@ class Environment(StrEnum):
 # The one place where defaults differ per environment. A value set explicitly through
 # the environment always wins over these.
 ENVIRONMENT_DEFAULTS: dict[Environment, dict[str, Any]] = {
-    Environment.DEVELOPMENT: {"log_level": "DEBUG", "docs_enabled": True, "log_json": False},
-    Environment.TEST: {"log_level": "INFO", "docs_enabled": True, "log_json": False},
-    Environment.STAGING: {"log_level": "INFO", "docs_enabled": True, "log_json": True},
-    Environment.PRODUCTION: {"log_level": "INFO", "docs_enabled": False, "log_json": True},
+    Environment.DEVELOPMENT: {
+        "log_level": "DEBUG",
+        "docs_enabled": True,
+        "log_json": False,
+        "cors_origins": ("http://localhost:3000", "http://127.0.0.1:3000"),
+        "rate_limit_per_s": 0,
+    },
+    Environment.TEST: {
+        "log_level": "INFO",
+        "docs_enabled": True,
+        "log_json": False,
+        "cors_origins": (),
+        "rate_limit_per_s": 0,
+    },
+    Environment.STAGING: {
+        "log_level": "INFO",
+        "docs_enabled": True,
+        "log_json": True,
+        "cors_origins": (),
+        "rate_limit_per_s": 20,
+    },
+    Environment.PRODUCTION: {
+        "log_level": "INFO",
+        "docs_enabled": False,
+        "log_json": True,
+        "cors_origins": (),
+        "rate_limit_per_s": 20,
+    },
 }
+
+# Environments where every route but /health/* needs an API key, and the service
+# refuses to start without a key file.
+KEYED_ENVIRONMENTS = frozenset({Environment.STAGING, Environment.PRODUCTION})
 
 
 class Settings(BaseSettings):
@@ -81,9 +109,37 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(default=30, ge=0)
     """On SIGTERM, how long in-flight requests may take to finish before the process exits."""
 
-    @field_validator("preload", mode="before")
+    api_keys_file: Path | None = None
+    """File of API keys, one ``<scope>:<key>`` per line (scope ``inference`` or ``admin``).
+    Required in staging and production; elsewhere keys are checked only if it is set.
+    Only the keys' hashes are kept in memory."""
+
+    rate_limit_per_s: float = Field(default=0, ge=0)
+    """Requests per second allowed per API key (per client address without keys); 0 turns
+    the limit off. Defaults to 20 in staging and production, off elsewhere."""
+
+    rate_limit_burst: int = Field(default=40, ge=1)
+    """Requests a key may send at once above its steady rate before getting 429."""
+
+    queue_size: int = Field(default=64, ge=1)
+    """Requests one model may hold in flight or waiting; more get 503 with Retry-After."""
+
+    request_timeout_s: float = Field(default=300, gt=0)
+    """Time to the first byte of a response; a slower request gets 504."""
+
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Comma-separated origins browsers may call from; localhost:3000 in development,
+    none elsewhere unless set."""
+
+    max_prompt_chars: int = Field(default=32768, ge=1)
+    """Longest prompt, in characters (all messages of a chat, or all texts to embed)."""
+
+    max_tokens_limit: int = Field(default=2048, ge=1)
+    """Largest ``max_tokens`` a request may ask for; also the default when it asks none."""
+
+    @field_validator("preload", "cors_origins", mode="before")
     @classmethod
-    def _split_preload(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
@@ -101,6 +157,12 @@ class Settings(BaseSettings):
             for name, default in ENVIRONMENT_DEFAULTS[env].items():
                 data.setdefault(name, default)
         return data
+
+    @property
+    def keys_required(self) -> bool:
+        """Whether requests need an API key: always in staging and production, elsewhere
+        only when a key file is given."""
+        return self.env in KEYED_ENVIRONMENTS or self.api_keys_file is not None
 
     def summary(self) -> dict[str, object]:
         """The settings as logged at start; secrets never appear here."""

@@ -8,14 +8,19 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from ai_orchestrator import __version__
-from ai_orchestrator.api import health, models, oip, openai
+from ai_orchestrator.api import health, metrics, models, oip, openai
 from ai_orchestrator.api.errors import install_error_handlers
 from ai_orchestrator.api.middleware import RequestContext
+from ai_orchestrator.api.security import Deadline, Guard
+from ai_orchestrator.auth import KeyRing, load_keys
 from ai_orchestrator.catalogue import load_catalogue
 from ai_orchestrator.errors import OrchestratorError
 from ai_orchestrator.logs import configure_logging
+from ai_orchestrator.metrics import Metrics
+from ai_orchestrator.ratelimit import RateLimiter
 from ai_orchestrator.service import Orchestrator
 from ai_orchestrator.settings import Settings
 
@@ -23,7 +28,9 @@ log = logging.getLogger("ai_orchestrator")
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the service. A malformed catalogue raises CatalogueError here, before serving."""
+    """Build the service. A malformed catalogue raises CatalogueError here, and a missing or
+    malformed key file ConfigurationError, before serving."""
+    keys = load_keys(settings)
     catalogue = load_catalogue(settings.catalogue, settings.model_dir)
     unknown = [model_id for model_id in settings.preload if model_id not in catalogue]
     if unknown:
@@ -50,12 +57,34 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.orchestrator = orchestrator
+    app.state.metrics = Metrics(orchestrator.models)
     install_error_handlers(app)
     # Inference routes come first, since a request is matched against routes in order.
-    for module in (models, openai, oip, health):
+    for module in (models, openai, oip, health, metrics):
         app.include_router(module.router)
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    _add_middleware(app, settings, keys)
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, keys: KeyRing | None) -> None:
+    """Outermost last: request context, CORS (so refusals carry CORS headers too and
+    preflights need no key), keys and rate, then the deadline."""
+    app.add_middleware(Deadline, timeout_s=settings.request_timeout_s)
+    limiter = None
+    if settings.rate_limit_per_s > 0:
+        limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.add_middleware(Guard, keys=keys, limiter=limiter, routes=app.routes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        RequestContext, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+    )
 
 
 async def _preload(orchestrator: Orchestrator) -> None:

@@ -1,5 +1,6 @@
 """Per-request context as plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware
-and safe for streaming): request id, body size limit, one log line, last-resort 500."""
+and safe for streaming): request id, body size limit, one log line and the request
+metrics, last-resort 500."""
 
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ai_orchestrator.api.errors import envelope
 from ai_orchestrator.errors import BodyTooLarge
 from ai_orchestrator.logs import model_id_var, request_id_var
+from ai_orchestrator.metrics import Metrics
 
 log = logging.getLogger("ai_orchestrator.http")
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,9 +80,13 @@ class RequestContext:
     def _too_large(self) -> str:
         return f"the request body is larger than the limit of {self.max_body_bytes} bytes"
 
-    @staticmethod
-    def _log(scope: Scope, status: int | None, seconds: float) -> None:
-        route = scope.get("route")
+    def _log(self, scope: Scope, status: int | None, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None)
+        if self.metrics is not None:
+            # Unmatched paths share one label, so that scanners cannot grow the metrics.
+            self.metrics.observe_request(
+                route or "unmatched", scope["method"], status or 0, seconds
+            )
         log.info(
             "%s %s %s %.1fms",
             scope["method"],
@@ -88,7 +95,7 @@ class RequestContext:
             seconds * 1000,
             extra={
                 "event": "request",
-                "route": getattr(route, "path", None),
+                "route": route,
                 "status": status,
                 "latency_ms": round(seconds * 1000, 3),
             },

@@ -10,14 +10,16 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
-from ai_orchestrator.api.deps import orchestrator
+from ai_orchestrator.api.deps import completion_tokens, metrics, orchestrator
 from ai_orchestrator.api.schemas import ChatMessage, GenerationParameters, InferenceRequest
 from ai_orchestrator.catalogue import CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
+from ai_orchestrator.metrics import Metrics
 from ai_orchestrator.service import Orchestrator
 
 router = APIRouter(prefix="/api", tags=["models"])
 Core = Annotated[Orchestrator, Depends(orchestrator)]
+Counts = Annotated[Metrics, Depends(metrics)]
 _MESSAGES = TypeAdapter(list[ChatMessage])
 
 
@@ -35,7 +37,7 @@ def describe(core: Orchestrator, entry: CatalogueEntry) -> dict[str, Any]:
 
 # Registered first: routes are matched in order, and this is the busiest one.
 @router.post("/inference", summary="Run one request on a catalogue model", response_model=None)
-async def inference(body: InferenceRequest, core: Core) -> JSONResponse:
+async def inference(body: InferenceRequest, core: Core, counts: Counts) -> JSONResponse:
     entry = core.entry_for(body.model_id)
     started = time.perf_counter()
     if entry.task is Task.CLASSIFICATION:
@@ -47,6 +49,7 @@ async def inference(body: InferenceRequest, core: Core) -> JSONResponse:
         usage = None
     elif entry.task in (Task.CHAT, Task.TEXT_GENERATION):
         outputs, usage = await _generate(core, entry, body)
+        counts.count_tokens(entry.id, completion_tokens({"usage": usage}))
     elif entry.task is Task.EMBEDDINGS:
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
         if not texts or not all(isinstance(text, str) and text for text in texts):

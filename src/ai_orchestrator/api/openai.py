@@ -16,15 +16,17 @@ import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from ai_orchestrator.api.deps import orchestrator
+from ai_orchestrator.api.deps import completion_tokens, metrics, orchestrator
 from ai_orchestrator.api.errors import error_body
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ai_orchestrator.catalogue import Task
 from ai_orchestrator.errors import OrchestratorError
+from ai_orchestrator.metrics import Metrics
 from ai_orchestrator.service import GENERATION_TASKS, Orchestrator
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 Core = Annotated[Orchestrator, Depends(orchestrator)]
+Counts = Annotated[Metrics, Depends(metrics)]
 _STARTED = int(time.time())
 
 
@@ -42,21 +44,21 @@ async def list_models(core: Core) -> dict[str, Any]:
 @router.post(
     "/chat/completions", summary="Chat completion, optionally streamed", response_model=None
 )
-async def chat_completions(body: ChatCompletionRequest, core: Core) -> Any:
+async def chat_completions(body: ChatCompletionRequest, core: Core, counts: Counts) -> Any:
     core.entry_for(body.model, frozenset({Task.CHAT}))
     request = {
         "messages": [message.model_dump(exclude_none=True) for message in body.messages],
         **body.backend_options(),
     }
-    return await _respond(core, body.model, "chat", request, body.stream, _usage_wanted(body))
+    return await _respond(core, counts, body.model, "chat", request, body)
 
 
 @router.post("/completions", summary="Text completion, optionally streamed", response_model=None)
-async def completions(body: CompletionRequest, core: Core) -> Any:
+async def completions(body: CompletionRequest, core: Core, counts: Counts) -> Any:
     core.entry_for(body.model, GENERATION_TASKS)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     request = {"prompt": prompt, **body.backend_options()}
-    return await _respond(core, body.model, "completion", request, body.stream, _usage_wanted(body))
+    return await _respond(core, counts, body.model, "completion", request, body)
 
 
 @router.post("/embeddings", summary="Embeddings of one or more texts")
@@ -85,17 +87,23 @@ def _usage_wanted(body: ChatCompletionRequest | CompletionRequest) -> bool:
 
 
 async def _respond(
-    core: Orchestrator, model: str, kind: str, request: dict[str, Any], stream: bool, usage: bool
+    core: Orchestrator,
+    counts: Metrics,
+    model: str,
+    kind: str,
+    request: dict[str, Any],
+    body: ChatCompletionRequest | CompletionRequest,
 ) -> Any:
-    if not stream:
+    if not body.stream:
         generation = await core.generate(model, kind, request)
+        counts.count_tokens(model, completion_tokens(generation.response))
         return {**generation.response, "model": model}
     chunks = core.stream(model, kind, {**request, "stream": True})
     # The first chunk is awaited before the response starts, so that an unknown model or
     # a failed load still gets a proper status code instead of a broken stream.
     first = await anext(chunks, None)
     return StreamingResponse(
-        _events(first, chunks, model, usage),
+        _events(first, chunks, model, _usage_wanted(body), counts),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -106,11 +114,14 @@ async def _events(
     rest: AsyncIterator[dict[str, Any]],
     model: str,
     usage: bool,
+    counts: Metrics,
 ) -> AsyncIterator[bytes]:
     try:
         if first is not None:
             yield _event(first, model, usage)
         async for chunk in rest:
+            # llama.cpp puts usage on the last chunk whether or not the client asked.
+            counts.count_tokens(model, completion_tokens(chunk))
             yield _event(chunk, model, usage)
     except OrchestratorError as exc:
         yield b"data: " + error_body(exc) + b"\n\n"

@@ -137,11 +137,15 @@ async def test_no_cors_headers_by_default_outside_development(client: httpx.Asyn
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_cors_origins_default_to_localhost_in_development_and_none_in_production() -> None:
+def test_cors_origins_default_to_localhost_in_development_and_none_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert Settings(env=Environment.DEVELOPMENT).cors_origins
     assert Settings(env=Environment.PRODUCTION).cors_origins == ()
-    assert Settings(env=Environment.PRODUCTION, cors_origins="https://a.example").cors_origins == (
+    monkeypatch.setenv("AIO_CORS_ORIGINS", "https://a.example, https://b.example")
+    assert Settings(env=Environment.PRODUCTION).cors_origins == (
         "https://a.example",
+        "https://b.example",
     )
 
 

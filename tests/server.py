@@ -71,6 +71,11 @@ class ServiceProcess:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def resident_bytes(self) -> int:
+        """The service's resident memory, from /proc."""
+        pages = int(Path(f"/proc/{self.process.pid}/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+
     def listening_ports(self) -> set[int]:
         """TCP ports on which this process holds a listening socket."""
         fd_dir = Path(f"/proc/{self.process.pid}/fd")

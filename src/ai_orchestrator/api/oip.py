@@ -101,8 +101,11 @@ def _to_array(tensor: InferInput) -> np.ndarray:
     if any(dim < 0 for dim in tensor.shape):
         raise InvalidInput(f"input {tensor.name!r}: shape dimensions must not be negative")
     try:
-        array = np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)
-    except (ValueError, TypeError) as exc:
+        # Values too large for the datatype raise OverflowError for integers and become
+        # Inf for floats (refused below); numpy's warning about the latter is noise here.
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(
             f"input {tensor.name!r}: data does not fit shape {tensor.shape} as {tensor.datatype}"
         ) from exc

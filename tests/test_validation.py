@@ -1,0 +1,47 @@
+"""Inputs that must be refused with a 400 in the envelope, never a 500: values out of a
+datatype's range, absurd shapes, deep nesting, undecodable bytes, NaN written into JSON."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import DIGITS, assert_envelope
+
+INFER = f"/v2/models/{DIGITS}/infer"
+DEEP = b"[" * 50_000 + b"]" * 50_000
+
+
+def tensor(datatype: str, shape: str, data: str) -> bytes:
+    return (
+        f'{{"inputs":[{{"name":"X","shape":{shape},"datatype":"{datatype}","data":{data}}}]}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        (INFER, tensor("INT64", "[1,64]", str([10**30] * 64))),
+        (INFER, tensor("FP16", "[1,64]", str([1e6] * 64))),
+        (INFER, tensor("FP32", "[1,64]", str(["a"] * 64))),
+        (INFER, tensor("FP32", "[1000000000000,1000000000000]", "[0]")),
+        (INFER, tensor("FP32", f"[{2**70}]", "[0]")),
+        (INFER, tensor("FP32", "[1,64]", "[" + ",".join(["NaN"] * 64) + "]")),
+        (INFER, tensor("FP32", "[1,63]", str([0] * 63))),
+        (INFER, tensor("FP32", "[1,64]", "[" * 3000 + "]" * 3000)),
+        ("/api/inference", b'{"model_id":"%s","inputs":[[Infinity]]}' % DIGITS.encode()),
+        ("/api/inference", b'{"model_id":"%s","inputs":%s}' % (DIGITS.encode(), DEEP)),
+        ("/api/inference", b'{"model_id":"%s","inputs":[[%s]]}' % (DIGITS.encode(), b"9" * 500)),
+        ("/api/inference", b'{"model_id":"\\ud800","inputs":[[0]]}'),
+        ("/api/inference", b"\xff\xfe"),
+        ("/api/inference", b""),
+        ("/v1/chat/completions", b'{"model":"x","messages":%s}' % DEEP),
+        ("/v1/embeddings", b'{"model":"x","input":[[1,2]]}'),
+    ],
+)
+async def test_malformed_input_is_a_400_in_the_envelope(
+    client: httpx.AsyncClient, route: str, body: bytes
+) -> None:
+    response = await client.post(route, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert_envelope(response, 400, response.json()["error"]["code"])

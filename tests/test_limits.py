@@ -4,6 +4,7 @@ CORS per environment, and the Prometheus metrics."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from ai_orchestrator.api.app import create_app
+from ai_orchestrator.limits import prepare_generation
 from ai_orchestrator.ratelimit import RateLimiter
 from ai_orchestrator.settings import Environment, Settings
 from tests.conftest import ADMIN_KEY, DIGITS, EMBEDDER, LLM, GatedBackend, assert_envelope
@@ -190,3 +192,16 @@ async def test_metrics_need_the_admin_key_in_production(settings: Settings, key_
         response = await http.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert response.status_code == 200
     assert "aio_requests_total" in response.text
+
+
+@pytest.mark.parametrize(
+    ("env", "logged"), [(Environment.DEVELOPMENT, True), (Environment.PRODUCTION, False)]
+)
+def test_prompts_are_logged_at_debug_in_development_only(
+    caplog: pytest.LogCaptureFixture, env: Environment, logged: bool
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ai_orchestrator")
+    request = {"messages": [{"role": "user", "content": "my secret plan"}]}
+    prepared = prepare_generation(Settings(env=env), request)
+    assert ("my secret plan" in caplog.text) is logged
+    assert prepared["max_tokens"] == 2048

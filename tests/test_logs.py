@@ -56,6 +56,7 @@ async def test_production_logs_one_json_line_per_request_with_ids(
     assert request_line["route"] == "/api/inference"
     assert request_line["status"] == 200
     assert request_line["latency_ms"] > 0
+    assert len(request_line["key_id"]) == 12
     loaded = [line for line in lines if line.get("event") == "model_loaded"]
     assert loaded[0]["backend"] == "onnxruntime"
 

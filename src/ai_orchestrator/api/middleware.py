@@ -96,6 +96,8 @@ class RequestContext:
             extra={
                 "event": "request",
                 "route": route,
+                # Names the key by a digest prefix, never the key; set by security.Guard.
+                "key_id": getattr((scope.get("state") or {}).get("principal"), "key_id", None),
                 "status": status,
                 "latency_ms": round(seconds * 1000, 3),
             },

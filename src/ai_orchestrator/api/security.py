@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ai_orchestrator.api.errors import envelope
-from ai_orchestrator.auth import KeyRing, Principal, authorize
+from ai_orchestrator.auth import KeyRing, authorize
 from ai_orchestrator.auth import Scope as KeyScope
 from ai_orchestrator.errors import OrchestratorError, RateLimited, RequestTimeout
 from ai_orchestrator.ratelimit import RateLimiter, retry_after
@@ -145,9 +145,3 @@ class Deadline:
     async def _timeout(self, scope: Scope, receive: Receive, send: Send) -> None:
         exc = RequestTimeout(f"no response within {self.timeout_s:g} s (AIO_REQUEST_TIMEOUT_S)")
         await envelope(exc.status, exc.code, exc.message)(scope, receive, send)
-
-
-def principal_of(scope: Scope) -> Principal | None:
-    state = scope.get("state") or {}
-    principal: Principal | None = state.get("principal")
-    return principal

@@ -24,7 +24,7 @@ from ai_orchestrator.ratelimit import RateLimiter, retry_after
 _ADMIN_PATH = re.compile(r"^/api/models/[^/]+/(load|unload)$|^/metrics$")
 
 
-def needed_scope(method: str, path: str) -> KeyScope | None:
+def needed_scope(path: str) -> KeyScope | None:
     """The scope a request needs, or None for the open health routes."""
     if path == "/health" or path.startswith("/health/"):
         return None
@@ -65,7 +65,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        needed = needed_scope(scope["method"], scope["path"])
+        needed = needed_scope(scope["path"])
         if needed is not None:
             try:
                 self._admit(scope, needed)

@@ -185,6 +185,11 @@ def test_prompt_longer_than_the_context_is_a_400(client: openai.OpenAI) -> None:
         )
 
 
+def test_embedding_input_longer_than_the_batch_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="too large"):
+        client.embeddings.create(model=EMBEDDER, input="hello " * 3000)
+
+
 def test_chat_through_the_alt_las_api(service: ServiceProcess) -> None:
     response = httpx.post(
         f"{service.url}/api/inference",

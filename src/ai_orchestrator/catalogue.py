@@ -72,7 +72,8 @@ class Catalogue:
         try:
             return self._entries[model_id]
         except KeyError:
-            raise ModelNotFound(f"model {model_id!r} is not in the catalogue") from None
+            shown = model_id if len(model_id) <= 128 else model_id[:128] + "..."
+            raise ModelNotFound(f"model {shown!r} is not in the catalogue") from None
 
     def file_of(self, entry: CatalogueEntry) -> Path:
         return self.model_dir / entry.path

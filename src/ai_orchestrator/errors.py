@@ -67,5 +67,10 @@ class BodyTooLarge(OrchestratorError):
     code = "body_too_large"
 
 
+class UnsupportedMediaType(OrchestratorError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class CatalogueError(Exception):
     """The catalogue file is malformed; raised at start-up, never to a client."""

@@ -129,6 +129,9 @@ def as_finite_matrix(rows: Any) -> np.ndarray:
         raise InvalidInput("inputs must be rows of equal length") from None
     if array.ndim != 2 or array.dtype.kind not in "iuf":
         raise InvalidInput("inputs must be a list of rows, each a list of numbers of equal length")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidInput("inputs hold NaN or Inf; only finite numbers are allowed")
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):
+        single = array.astype(np.float32)
+    # Checked after the conversion: 1e39 is finite in JSON but infinite as float32.
+    if not np.isfinite(single).all():
+        raise InvalidInput("inputs hold NaN, Inf or values beyond float32; only finite numbers fit")
+    return single

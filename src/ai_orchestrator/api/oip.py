@@ -86,6 +86,8 @@ async def model_metadata(model_id: str, core: Core) -> dict[str, Any]:
 @router.post("/models/{model_id}/infer", summary="Run tensors through a model")
 async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]:
     tensors = {tensor.name: _to_array(tensor) for tensor in body.inputs}
+    if len(tensors) != len(body.inputs):
+        raise InvalidInput("each input tensor name may appear only once")
     results = await core.run_tensors(model_id, tensors)
     return {
         "model_name": model_id,
@@ -101,13 +103,18 @@ def _to_array(tensor: InferInput) -> np.ndarray:
     if any(dim < 0 for dim in tensor.shape):
         raise InvalidInput(f"input {tensor.name!r}: shape dimensions must not be negative")
     try:
-        array = np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)
+        values = np.asarray(tensor.data, dtype=np.float64).reshape(tensor.shape)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(
             f"input {tensor.name!r}: data does not fit shape {tensor.shape} as {tensor.datatype}"
         ) from exc
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidInput(f"input {tensor.name!r}: NaN and Inf are not allowed")
+    if not np.isfinite(values).all():
+        raise InvalidInput(f"input {tensor.name!r}: NaN, Inf and null are not allowed")
+    with np.errstate(all="ignore"):
+        array = values.astype(dtype)
+    # Converting silently truncates 1.5 to 1 and wraps 300 to 44 in UINT8: refuse instead.
+    if not np.array_equal(array.astype(np.float64), values):
+        raise InvalidInput(f"input {tensor.name!r}: values do not fit datatype {tensor.datatype}")
     return array
 
 

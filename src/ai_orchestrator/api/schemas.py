@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+INT32_MAX = 2**31 - 1
+UINT32_MAX = 2**32 - 1
 
 
 class InferenceRequest(BaseModel):
@@ -16,12 +19,22 @@ class InferenceRequest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """A chat message. Only text is supported: extra keys (tool calls, images) are refused
+    here rather than passed to llama.cpp, which would fail on them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[TextPart]
+    name: str | None = Field(default=None, max_length=64)
 
 
 class StreamOptions(BaseModel):
@@ -33,12 +46,13 @@ class GenerationParameters(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    # llama.cpp reads these as 32-bit integers: larger values would wrap around.
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=UINT32_MAX)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     n: int = Field(default=1, ge=1, le=1)
@@ -61,14 +75,14 @@ class GenerationParameters(BaseModel):
 class ChatCompletionRequest(GenerationParameters):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
 
 class CompletionRequest(GenerationParameters):
     model: str = Field(min_length=1)
     prompt: str | list[str]
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
     @field_validator("prompt")

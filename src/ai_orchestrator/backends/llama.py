@@ -47,13 +47,20 @@ def _raise_for_error(response: Any) -> dict[str, Any]:
     code = error.get("code") if isinstance(error, dict) else None
     if code == 400 or (isinstance(error, dict) and error.get("type") == "invalid_request_error"):
         raise InvalidInput(message)
+    # llama.cpp reports an embedding input longer than its batch as a server error,
+    # though it is the request's size that is wrong.
+    if "too large to process" in message or "exceeds the available context" in message:
+        raise InvalidInput(message)
     raise InferenceFailed(f"llama.cpp failed: {message}")
 
 
 def _call(handler: Any, *args: Any) -> Any:
     try:
         return handler(*args)
-    except ValueError as exc:  # the binding's own check of the request's shape
+    # The binding checks the request before generating anything and reports what it
+    # refuses (a wrong shape, an image part, malformed tool calls) as ValueError or
+    # RuntimeError; failures while generating come back as an "error" object instead.
+    except (ValueError, RuntimeError) as exc:
         raise InvalidInput(str(exc)) from exc
 
 
@@ -129,5 +136,8 @@ class LlamaBackend(Backend):
             server = xlc.Server(params)
         except Exception as exc:  # the binding raises plain RuntimeErrors
             shutil.rmtree(workdir, ignore_errors=True)
-            raise ModelLoadFailed(f"model {entry.id!r}: llama.cpp refused the file: {exc}") from exc
+            message = str(exc).replace(str(path), str(entry.path))
+            raise ModelLoadFailed(
+                f"model {entry.id!r}: llama.cpp refused the file: {message}"
+            ) from exc
         return LlamaHandle(server, workdir)

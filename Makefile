@@ -11,7 +11,7 @@ DEFAULT_MODELS := smollm2-135m-instruct,digits-classifier
 .PHONY: run test venv models lint typecheck images lock clean bench
 
 run: venv models
-	AIO_PRELOAD=$(DEFAULT_MODELS) $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port 8000
+	AIO_PRELOAD=$(DEFAULT_MODELS) exec $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port 8000
 
 test: venv models lint typecheck
 	$(BIN)/pytest

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from tests.container.engine import build, docker
 
-# The target for a code-only rebuild of the prod image on this machine.
-REBUILD_WITHIN_S = 15.0
+# The target is 15 s on a quiet machine (bench/images.py measures it); this bound
+# only catches a rebuild that has stopped using the cache, whatever else shares the cores.
+REBUILD_WITHIN_S = 60.0
 
 
 def steps(output: str) -> list[tuple[str, bool]]:

@@ -126,7 +126,7 @@ async def test_non_finite_number_in_a_raw_body_is_refused(
         ('{"model_id": "digits-classifier", "inputs": 5}', "invalid_request"),
         ('{"model_id": "digits-classifier", "inputs": [], "extra": 1}', "invalid_request"),
         ("[]", "invalid_request"),
-        ("", "invalid_request"),
+        ("", "invalid_json"),
     ],
 )
 async def test_malformed_body_is_a_400_in_the_envelope(

@@ -6,7 +6,8 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
@@ -34,8 +35,26 @@ def describe(core: Orchestrator, entry: CatalogueEntry) -> dict[str, Any]:
 
 
 # Registered first: routes are matched in order, and this is the busiest one.
-@router.post("/inference", summary="Run one request on a catalogue model", response_model=None)
-async def inference(body: InferenceRequest, core: Core) -> JSONResponse:
+@router.post(
+    "/inference",
+    summary="Run one request on a catalogue model",
+    response_model=None,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}},
+        }
+    },
+)
+async def inference(request: Request) -> JSONResponse:
+    # The body is parsed by pydantic-core straight from bytes rather than through
+    # FastAPI's body parameter, which decodes the JSON in Python first and then validates
+    # it again: on the busiest route that halves the time spent outside the model.
+    try:
+        body = InferenceRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    core: Orchestrator = request.app.state.orchestrator
     entry = core.entry_for(body.model_id)
     started = time.perf_counter()
     if entry.task is Task.CLASSIFICATION:

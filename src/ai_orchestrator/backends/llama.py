@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -123,7 +124,8 @@ class LlamaBackend(Backend):
         params.cache_ram_mib = int(options["cache_ram_mib"])
         params.cpuparams.n_threads = self.settings.llm_threads
         params.cpuparams_batch.n_threads = self.settings.llm_threads
-        params.verbosity = 0
+        # Errors only: llama.cpp writes straight to stderr, outside our log format.
+        params.verbosity = 1
         if entry.task is Task.EMBEDDINGS:
             params.embedding = True
             params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
@@ -132,6 +134,11 @@ class LlamaBackend(Backend):
         # it; the service stays the only thing listening on the network.
         workdir = Path(tempfile.mkdtemp(prefix=f"aio-{entry.id}-"))
         params.hostnames = [str(workdir / "llama.sock")]
+        # Even that socket answers nobody without this random key, runs one HTTP thread
+        # instead of five, and does not show prompts on its /slots page.
+        params.api_keys = [secrets.token_hex(24)]
+        params.n_threads_http = 1
+        params.endpoint_slots = False
         try:
             server = xlc.Server(params)
         except Exception as exc:  # the binding raises plain RuntimeErrors

@@ -38,25 +38,7 @@ def describe(core: Orchestrator, entry: CatalogueEntry) -> dict[str, Any]:
 async def inference(body: InferenceRequest, core: Core) -> JSONResponse:
     entry = core.entry_for(body.model_id)
     started = time.perf_counter()
-    if entry.task is Task.CLASSIFICATION:
-        result = await core.classify(entry.id, body.inputs)
-        outputs: dict[str, Any] = {
-            "labels": result.labels,
-            "probabilities": result.probabilities,
-        }
-        usage = None
-    elif entry.task in (Task.CHAT, Task.TEXT_GENERATION):
-        outputs, usage = await _generate(core, entry, body)
-    elif entry.task is Task.EMBEDDINGS:
-        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        if not texts or not all(isinstance(text, str) and text for text in texts):
-            raise InvalidInput("inputs must be a string or a list of non-empty strings")
-        embedded = await core.embed(entry.id, texts)
-        outputs, usage = {"embeddings": embedded.vectors}, None
-    else:
-        raise UnsupportedTask(
-            f"model {entry.id!r} has task {entry.task.value!r}; use /v2/models/{entry.id}/infer"
-        )
+    outputs, usage = await run_one(core, entry, body.inputs, body.parameters, body.keep_alive)
     # A JSONResponse is sent as it is; a returned dict would first be walked value by
     # value by FastAPI's encoder, which is slow for long lists of probabilities.
     return JSONResponse(
@@ -67,6 +49,33 @@ async def inference(body: InferenceRequest, core: Core) -> JSONResponse:
             "usage": usage,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
+    )
+
+
+Outputs = tuple[dict[str, Any], dict[str, Any] | None]
+
+
+async def run_one(
+    core: Orchestrator,
+    entry: CatalogueEntry,
+    inputs: str | list[Any],
+    parameters: dict[str, Any],
+    keep_alive: float | None,
+) -> Outputs:
+    """One ALT_LAS inference on one model: ``outputs`` and ``usage`` by the model's task."""
+    if entry.task is Task.CLASSIFICATION:
+        result = await core.classify(entry.id, inputs, keep_alive)
+        return {"labels": result.labels, "probabilities": result.probabilities}, None
+    if entry.task in (Task.CHAT, Task.TEXT_GENERATION):
+        return await _generate(core, entry, inputs, parameters, keep_alive)
+    if entry.task is Task.EMBEDDINGS:
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        if not texts or not all(isinstance(text, str) and text for text in texts):
+            raise InvalidInput("inputs must be a string or a list of non-empty strings")
+        embedded = await core.embed(entry.id, texts, keep_alive)
+        return {"embeddings": embedded.vectors}, None
+    raise UnsupportedTask(
+        f"model {entry.id!r} has task {entry.task.value!r}; use /v2/models/{entry.id}/infer"
     )
 
 
@@ -98,22 +107,26 @@ async def unload_model(model_id: str, core: Core) -> dict[str, Any]:
 
 
 async def _generate(
-    core: Orchestrator, entry: CatalogueEntry, body: InferenceRequest
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    core: Orchestrator,
+    entry: CatalogueEntry,
+    inputs: str | list[Any],
+    parameters: dict[str, Any],
+    keep_alive: float | None,
+) -> Outputs:
     try:
-        options = GenerationParameters.model_validate(body.parameters).backend_options()
+        options = GenerationParameters.model_validate(parameters).backend_options()
     except ValidationError as exc:
         raise InvalidInput(f"parameters: {_first_error(exc)}") from None
     if entry.task is Task.CHAT:
-        messages = _as_messages(body.inputs)
-        request = {"messages": messages, **options}
-        generation = await core.generate(entry.id, "chat", request)
+        request = {"messages": _as_messages(inputs), **options}
+        generation = await core.generate(entry.id, "chat", request, keep_alive)
         choice = generation.response["choices"][0]
         text = choice["message"].get("content") or ""
     else:
-        if not isinstance(body.inputs, str) or not body.inputs:
+        if not isinstance(inputs, str) or not inputs:
             raise InvalidInput("inputs must be a non-empty prompt string for this model")
-        generation = await core.generate(entry.id, "completion", {"prompt": body.inputs, **options})
+        request = {"prompt": inputs, **options}
+        generation = await core.generate(entry.id, "completion", request, keep_alive)
         choice = generation.response["choices"][0]
         text = choice.get("text", "")
     outputs = {"text": text, "finish_reason": choice.get("finish_reason")}

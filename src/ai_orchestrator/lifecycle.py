@@ -267,7 +267,8 @@ class ModelManager:
             slot.handle, slot.state, slot.load_task = handle, ModelState.READY, None
             slot.load_seconds, slot.loaded_at = round(seconds, 3), time.time()
             # Never less than the file: a mapped file's pages may not be touched yet.
-            footprint = max(resident_bytes() - before, self._file_bytes(entry))
+            measured = max(resident_bytes() - before, self._file_bytes(entry))
+            footprint = handle.footprint_bytes() or measured
             slot.memory_bytes = slot.known_bytes = footprint
             slot.last_used = time.monotonic()
             slot.changed.notify_all()
@@ -284,7 +285,7 @@ class ModelManager:
         """Evict idle models until ``slot``'s estimated footprint fits the budget, waiting
         for busy models to become idle up to ``load_wait_s``; raise if it cannot fit."""
         if slot.known_bytes is None:
-            slot.known_bytes = self._file_bytes(slot.entry)
+            slot.known_bytes = self._estimate(slot.entry)
         need = slot.known_bytes
         unmovable = sum(s.memory_bytes or 0 for s in self._slots.values() if s.entry.pinned)
         if unmovable + need > self.budget_bytes:
@@ -382,6 +383,16 @@ class ModelManager:
             f"model {slot.entry.id!r} needs about {(slot.known_bytes or 0) / mib:.1f} MiB and "
             f"the memory budget of {self.budget_bytes / mib:.1f} MiB has no room: {why}"
         )
+
+    def _estimate(self, entry: CatalogueEntry) -> int:
+        """Footprint of a model never loaded: what another entry with the same file took,
+        else the file's size."""
+        same_file = [
+            s.known_bytes
+            for s in self._slots.values()
+            if s.entry.path == entry.path and s.known_bytes is not None
+        ]
+        return max(same_file, default=self._file_bytes(entry))
 
     def _file_bytes(self, entry: CatalogueEntry) -> int:
         try:

@@ -65,6 +65,12 @@ class ModelHandle(ABC):
         """
         return False
 
+    def footprint_bytes(self) -> int | None:
+        """Memory the model holds, when the backend knows it better than the change in the
+        process's resident memory during the load (which other threads' allocations blur).
+        None lets the service measure it."""
+        return None
+
     def signature(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         """The tensor inputs and outputs, for metadata; empty for models without tensors."""
         return [], []

@@ -24,11 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.server import ServiceProcess  # noqa: E402
+
 from ai_orchestrator.backends.llama import LlamaBackend  # noqa: E402
 from ai_orchestrator.backends.onnx import OnnxBackend  # noqa: E402
 from ai_orchestrator.catalogue import load_catalogue  # noqa: E402
 from ai_orchestrator.settings import Settings  # noqa: E402
-from tests.server import ServiceProcess  # noqa: E402
 
 DIGITS = "digits-classifier"
 LLM = "smollm2-135m-instruct"

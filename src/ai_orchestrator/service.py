@@ -10,6 +10,7 @@ import asyncio
 import statistics
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ai_orchestrator.backends.base import Classification, Embeddings, Generation
+from ai_orchestrator.backends.base import Classification, Embeddings, Generation, ModelHandle
+from ai_orchestrator.batching import Batcher
 from ai_orchestrator.catalogue import Catalogue, CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
 from ai_orchestrator.lifecycle import ModelManager
@@ -59,6 +61,10 @@ class Orchestrator:
         self.catalogue = catalogue
         self.models = ModelManager(catalogue, settings)
         self.latency = LatencyStats()
+        # One batcher per loaded handle; it goes when the handle is unloaded and dropped.
+        self._batchers: weakref.WeakKeyDictionary[ModelHandle, Batcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def entry_for(self, model_id: str, tasks: frozenset[Task] | None = None) -> CatalogueEntry:
         entry = self.catalogue.get(model_id)
@@ -77,9 +83,20 @@ class Orchestrator:
         array = as_finite_matrix(rows)
         with self.latency.timing(model_id):
             async with self.models.use(model_id, keep_alive_s) as handle:
+                if self.settings.batch_max_size > 1:
+                    return await self._batcher(handle).classify(array)
                 if handle.is_quick(len(array)):
                     return handle.classify(array)
                 return await asyncio.to_thread(handle.classify, array)
+
+    def _batcher(self, handle: ModelHandle) -> Batcher:
+        batcher = self._batchers.get(handle)
+        if batcher is None:
+            batcher = Batcher(
+                handle, self.settings.batch_max_size, self.settings.batch_max_wait_ms / 1000
+            )
+            self._batchers[handle] = batcher
+        return batcher
 
     async def run_tensors(
         self, model_id: str, inputs: dict[str, np.ndarray], keep_alive_s: float | None = None

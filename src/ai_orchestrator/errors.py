@@ -89,5 +89,12 @@ class BodyTooLarge(OrchestratorError):
     code = "body_too_large"
 
 
+class ClientDisconnected(OrchestratorError):
+    """The client went away before the answer was ready; its work was stopped."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class CatalogueError(Exception):
     """The catalogue file is malformed; raised at start-up, never to a client."""

@@ -117,8 +117,18 @@ class Orchestrator:
         self._check_generation(model_id, kind)
         with self.latency.timing(model_id):
             async with self.models.use(model_id, keep_alive_s) as handle:
-                method = handle.chat if kind == "chat" else handle.complete
-                return await asyncio.to_thread(method, request)
+                stop = threading.Event()
+                worker = asyncio.ensure_future(
+                    asyncio.to_thread(handle.generate, kind, request, stop)
+                )
+                try:
+                    return await asyncio.shield(worker)
+                except asyncio.CancelledError:
+                    # The caller gave up (client gone, or timed out): stop at the next
+                    # token, and hold the model until the backend really has stopped.
+                    stop.set()
+                    await asyncio.gather(worker, return_exceptions=True)
+                    raise
 
     async def stream(
         self, model_id: str, kind: str, request: dict[str, Any], keep_alive_s: float | None = None

@@ -6,11 +6,11 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
-from ai_orchestrator.api.deps import orchestrator
+from ai_orchestrator.api.deps import orchestrator, until_disconnected
 from ai_orchestrator.api.schemas import ChatMessage, GenerationParameters, InferenceRequest
 from ai_orchestrator.catalogue import CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
@@ -35,10 +35,13 @@ def describe(core: Orchestrator, entry: CatalogueEntry) -> dict[str, Any]:
 
 # Registered first: routes are matched in order, and this is the busiest one.
 @router.post("/inference", summary="Run one request on a catalogue model", response_model=None)
-async def inference(body: InferenceRequest, core: Core) -> JSONResponse:
+async def inference(body: InferenceRequest, core: Core, http: Request) -> JSONResponse:
     entry = core.entry_for(body.model_id)
     started = time.perf_counter()
-    outputs, usage = await run_one(core, entry, body.inputs, body.parameters, body.keep_alive)
+    work = run_one(core, entry, body.inputs, body.parameters, body.keep_alive)
+    # Only generation is long enough to be worth watching the connection for.
+    generating = entry.task in (Task.CHAT, Task.TEXT_GENERATION)
+    outputs, usage = await (until_disconnected(http, work) if generating else work)
     # A JSONResponse is sent as it is; a returned dict would first be walked value by
     # value by FastAPI's encoder, which is slow for long lists of probabilities.
     return JSONResponse(

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ai_orchestrator.api.deps import orchestrator
+from ai_orchestrator.api.deps import orchestrator, until_disconnected
 from ai_orchestrator.api.errors import error_body
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ai_orchestrator.catalogue import ROUTE_PREFIX, Task
@@ -48,21 +48,21 @@ async def list_models(core: Core) -> dict[str, Any]:
 @router.post(
     "/chat/completions", summary="Chat completion, optionally streamed", response_model=None
 )
-async def chat_completions(body: ChatCompletionRequest, core: Core) -> Any:
+async def chat_completions(body: ChatCompletionRequest, core: Core, http: Request) -> Any:
     candidates = _candidates(core, body.model, frozenset({Task.CHAT}))
     request = {
         "messages": [message.model_dump(exclude_none=True) for message in body.messages],
         **body.backend_options(),
     }
-    return await _respond(core, candidates, "chat", request, body)
+    return await _respond(core, candidates, "chat", request, body, http)
 
 
 @router.post("/completions", summary="Text completion, optionally streamed", response_model=None)
-async def completions(body: CompletionRequest, core: Core) -> Any:
+async def completions(body: CompletionRequest, core: Core, http: Request) -> Any:
     candidates = _candidates(core, body.model, GENERATION_TASKS)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     request = {"prompt": prompt, **body.backend_options()}
-    return await _respond(core, candidates, "completion", request, body)
+    return await _respond(core, candidates, "completion", request, body, http)
 
 
 @router.post("/embeddings", summary="Embeddings of one or more texts")
@@ -107,14 +107,19 @@ async def _respond(
     kind: str,
     request: dict[str, Any],
     body: ChatCompletionRequest | CompletionRequest,
+    http: Request,
 ) -> Any:
     keep_alive, usage = body.keep_alive, _usage_wanted(body)
     if not body.stream:
         if candidates is None:
-            generation = await core.generate(body.model, kind, request, keep_alive)
+            work = core.generate(body.model, kind, request, keep_alive)
+            generation = await until_disconnected(http, work)
             return {**generation.response, "model": body.model}
-        done = await first_answer(
-            candidates, lambda model_id: core.generate(model_id, kind, request, keep_alive)
+        done = await until_disconnected(
+            http,
+            first_answer(
+                candidates, lambda model_id: core.generate(model_id, kind, request, keep_alive)
+            ),
         )
         content = {**done.result.response, "model": done.model_id}
         return JSONResponse(content, headers=_passed_over_header(done.passed_over))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,11 @@ class ModelHandle(ABC):
 
     def complete(self, request: dict[str, Any]) -> Generation:
         raise UnsupportedTask("this model does not complete text")
+
+    def generate(self, kind: str, request: dict[str, Any], stop: threading.Event) -> Generation:
+        """Run a chat or completion to the end, or until ``stop`` is set; backends that
+        cannot stop early just finish."""
+        return self.chat(request) if kind == "chat" else self.complete(request)
 
     def stream(self, kind: str, request: dict[str, Any], sink: ChunkSink) -> None:
         """Generate for a chat or completion request, passing each chunk to ``sink``."""

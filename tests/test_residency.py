@@ -262,3 +262,28 @@ async def test_keep_alive_of_a_request_unloads_the_model_after_it(
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the model stayed loaded after a request with keep_alive 0")
+
+
+async def test_keep_alive_of_an_open_inference_protocol_request_is_honoured(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "inputs": [{"name": "X", "shape": [1, 64], "datatype": "FP32", "data": ROW[0]}],
+        "parameters": {"keep_alive": 0},
+    }
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=body)
+    assert response.status_code == 200, response.text
+    for _ in range(200):
+        if (await client.get(f"/api/models/{DIGITS}/status")).json()["state"] == "unloaded":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the model stayed loaded after a request with keep_alive 0")
+
+
+async def test_model_list_reports_the_budget_and_what_is_resident(
+    budget_client: httpx.AsyncClient,
+) -> None:
+    await budget_client.post("/api/inference", json={"model_id": "digits-a", "inputs": ROW})
+    body = (await budget_client.get("/api/models")).json()
+    assert body["residency"] == {"budget_bytes": int(1.5 * BALLAST), "resident_bytes": BALLAST}
+    assert [model["pinned"] for model in body["models"]] == [True, False, False]

@@ -192,6 +192,7 @@ class ModelManager:
 
     async def close(self) -> None:
         """Unload every model; used at shutdown."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for model_id, slot in self._slots.items():
             if slot.expiry is not None:
                 slot.expiry.cancel()

@@ -29,8 +29,14 @@ def describe(core: Orchestrator, entry: CatalogueEntry) -> dict[str, Any]:
         "path": str(entry.path),
         "sha256": entry.sha256,
         "metadata": entry.metadata,
+        "pinned": entry.pinned,
         "status": asdict(core.models.status(entry.id)),
+        "latency_p50_ms": _ms(core.latency.p50(entry.id)),
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 # Registered first: routes are matched in order, and this is the busiest one.
@@ -84,7 +90,14 @@ async def run_one(
 
 @router.get("/models", summary="The catalogue, with each model's state")
 async def list_models(core: Core) -> dict[str, Any]:
-    return {"models": [describe(core, entry) for entry in core.catalogue]}
+    return {
+        "models": [describe(core, entry) for entry in core.catalogue],
+        "routes": [route.model_dump(mode="json") for route in core.catalogue.routes.values()],
+        "residency": {
+            "budget_bytes": core.models.budget_bytes or None,
+            "resident_bytes": core.models.resident_bytes(),
+        },
+    }
 
 
 @router.get("/models/{model_id}", summary="One catalogue entry and its state")

@@ -1,9 +1,10 @@
-"""Routes from the OpenAI API on the real LLM: fallback before the first token, an in-band
-error and finish reason after it, and keep-alive on /v1."""
+"""Routes from the OpenAI API on real LLMs (SmolLM2 and a tiny GGUF written here): fallback
+before the first token, an in-band error and finish reason after it, keep-alive on /v1."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,9 +21,11 @@ from ai_orchestrator.catalogue import CatalogueEntry
 from ai_orchestrator.errors import InferenceFailed
 from ai_orchestrator.settings import Environment, Settings
 from tests.conftest import LLM, default_entries
+from tests.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.llm
 BROKEN = "broken-chat"
+TINY = "tiny-llama"
 CHAT = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 8}
 
 
@@ -52,15 +55,35 @@ class CutOffBackend(LlamaBackend):
         return CutOffHandle(super().load(entry, path))
 
 
+@pytest.fixture(scope="session")
+def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf")
+
+
 @pytest.fixture
 async def app(
-    model_dir: Path, write_catalogue: Callable[[list[dict[str, Any]]], Path]
+    model_dir: Path,
+    tiny_file: Path,
+    write_catalogue: Callable[[list[dict[str, Any]]], Path],
 ) -> AsyncIterator[FastAPI]:
     (llm,) = [entry for entry in default_entries() if entry["id"] == LLM]
     broken = {**llm, "id": BROKEN, "path": "missing.gguf", "metadata": {"cost": 0.1}}
-    path = write_catalogue([*default_entries(), broken])
-    routes = [{"name": "chat", "task": "chat", "candidates": [BROKEN, LLM], "strategy": "cost"}]
-    path.write_text(json.dumps({"models": [*default_entries(), broken], "routes": routes}))
+    (model_dir / tiny_file.name).write_bytes(tiny_file.read_bytes())
+    tiny = {
+        **llm,
+        "id": TINY,
+        "path": tiny_file.name,
+        "sha256": hashlib.sha256(tiny_file.read_bytes()).hexdigest(),
+        "metadata": {"cost": 0.01},
+        "options": {"n_ctx": 512, "n_parallel": 1},
+    }
+    models = [*default_entries(), broken, tiny]
+    routes = [
+        {"name": "chat", "task": "chat", "candidates": [BROKEN, LLM], "strategy": "cost"},
+        {"name": "cheap", "task": "chat", "candidates": [LLM, TINY], "strategy": "cost"},
+    ]
+    path = write_catalogue(models)
+    path.write_text(json.dumps({"models": models, "routes": routes}))
     settings = Settings(env=Environment.TEST, catalogue=path, model_dir=model_dir)
     application = create_app(settings)
     async with application.router.lifespan_context(application):
@@ -86,6 +109,27 @@ async def test_route_model_id_falls_back_past_a_model_whose_file_is_missing(
     assert response.status_code == 200, response.text
     assert response.json()["model"] == LLM
     assert response.headers["x-passed-over"] == f"{BROKEN}=model_load_failed"
+
+
+async def test_route_answers_with_its_cheapest_real_model(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/chat/completions", json={"model": "route:cheap", **CHAT})
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == TINY
+    assert response.json()["usage"]["completion_tokens"] > 0
+    assert "x-passed-over" not in response.headers
+
+
+async def test_route_falls_back_when_the_cheapest_model_file_is_corrupt(
+    api: httpx.AsyncClient, model_dir: Path
+) -> None:
+    path = model_dir / "tiny-llama.gguf"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    response = await api.post("/v1/chat/completions", json={"model": "route:cheap", **CHAT})
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == LLM
+    assert response.headers["x-passed-over"] == f"{TINY}=model_load_failed"
 
 
 async def test_streamed_route_falls_back_before_the_first_token(api: httpx.AsyncClient) -> None:

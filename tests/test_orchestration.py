@@ -3,6 +3,7 @@ and ensembles, with a second digits classifier of another algorithm trained here
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from ai_orchestrator.api.app import create_app
 from ai_orchestrator.catalogue import load_catalogue
 from ai_orchestrator.errors import CatalogueError
+from ai_orchestrator.orchestration import run_all
 from ai_orchestrator.service import Orchestrator
 from ai_orchestrator.settings import Environment, Settings
 from tests.conftest import DIGITS, MODELS, GatedBackend, assert_envelope, default_entries
@@ -256,3 +258,21 @@ def test_catalogue_refuses_a_route_whose_candidate_has_another_task(tmp_path: Pa
     path.write_text(json.dumps(document))
     with pytest.raises(CatalogueError, match="route 'bad'"):
         load_catalogue(path, tmp_path)
+
+
+async def test_a_cancelled_run_cancels_every_call_it_started() -> None:
+    stopped: list[int] = []
+
+    async def slow(index: int) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.append(index)
+            raise
+
+    run = asyncio.create_task(run_all([(str(i), slow(i)) for i in range(3)]))
+    await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert sorted(stopped) == [0, 1, 2]

@@ -113,12 +113,19 @@ async def run_all(
     A call still running at the deadline is cancelled and marked late.
     """
     tasks = [asyncio.ensure_future(awaitable) for _, awaitable in calls]
-    if tasks:
-        await asyncio.wait(tasks, timeout=deadline_s)
+    try:
+        if tasks:
+            await asyncio.wait(tasks, timeout=deadline_s)
+    except asyncio.CancelledError:
+        # The caller gave up (its client left): so does every call it started.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     outcomes = []
     for (model_id, _), task in zip(calls, tasks, strict=True):
         outcome: Outcome[T] = Outcome(model_id)
-        if not task.done():
+        if not task.done() or task.cancelled():
             task.cancel()
             outcome.late = True
         elif isinstance(task.exception(), OrchestratorError):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from ai_orchestrator.api.deps import orchestrator
+from ai_orchestrator.api.deps import orchestrator, until_disconnected
 from ai_orchestrator.api.models import Outputs, run_one
 from ai_orchestrator.api.schemas import (
     BatchRequest,
@@ -36,7 +36,7 @@ Core = Annotated[Orchestrator, Depends(orchestrator)]
 
 
 @router.post("/orchestrated", summary="Choose a model by strategy, falling back on failure")
-async def orchestrated(body: OrchestratedRequest, core: Core) -> dict[str, Any]:
+async def orchestrated(body: OrchestratedRequest, core: Core, http: Request) -> dict[str, Any]:
     task, strategy, names = _choice(core, body)
     ranked = rank(
         core.catalogue, core.latency, candidates_for(core.catalogue, task, names), strategy
@@ -47,7 +47,7 @@ async def orchestrated(body: OrchestratedRequest, core: Core) -> dict[str, Any]:
         entry = core.catalogue.get(model_id)
         return await run_one(core, entry, body.inputs, body.parameters, body.keep_alive)
 
-    answer = await first_answer(ranked, call)
+    answer = await until_disconnected(http, first_answer(ranked, call))
     outputs, usage = answer.result
     return {
         "model_id": answer.model_id,
@@ -62,24 +62,24 @@ async def orchestrated(body: OrchestratedRequest, core: Core) -> dict[str, Any]:
 
 
 @router.post("/batch", summary="Many inputs, one model; results in input order")
-async def batch(body: BatchRequest, core: Core) -> dict[str, Any]:
+async def batch(body: BatchRequest, core: Core, http: Request) -> dict[str, Any]:
     entry = core.entry_for(body.model_id)
     calls = [
         (entry.id, run_one(core, entry, item, body.parameters, body.keep_alive))
         for item in body.inputs
     ]
-    outcomes = await run_all(calls)
+    outcomes = await until_disconnected(http, run_all(calls))
     return {"model_id": entry.id, "results": [_item(o) for o in outcomes]}
 
 
 @router.post("/parallel", summary="One input, several models; results side by side")
-async def parallel(body: ParallelRequest, core: Core) -> dict[str, Any]:
+async def parallel(body: ParallelRequest, core: Core, http: Request) -> dict[str, Any]:
     entries = [core.catalogue.get(model_id) for model_id in body.model_ids]
     calls = [
         (entry.id, run_one(core, entry, body.inputs, body.parameters, body.keep_alive))
         for entry in entries
     ]
-    outcomes = await run_all(calls)
+    outcomes = await until_disconnected(http, run_all(calls))
     return {"results": [{"model_id": o.model_id, **_item(o)} for o in outcomes]}
 
 

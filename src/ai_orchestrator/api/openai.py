@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -23,11 +24,12 @@ from ai_orchestrator.api.deps import orchestrator, until_disconnected
 from ai_orchestrator.api.errors import error_body
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ai_orchestrator.catalogue import ROUTE_PREFIX, Task
-from ai_orchestrator.errors import OrchestratorError
+from ai_orchestrator.errors import InferenceFailed, OrchestratorError
 from ai_orchestrator.orchestration import Answer, PassedOver, first_answer, rank
 from ai_orchestrator.service import GENERATION_TASKS, Orchestrator
 
 Chunks = AsyncIterator[dict[str, Any]]
+log = logging.getLogger("ai_orchestrator.http")
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 Core = Annotated[Orchestrator, Depends(orchestrator)]
@@ -124,17 +126,18 @@ async def _respond(
         content = {**done.result.response, "model": done.model_id}
         return JSONResponse(content, headers=_passed_over_header(done.passed_over))
 
-    async def start(model_id: str) -> tuple[dict[str, Any] | None, Chunks]:
+    async def start(model_id: str) -> tuple[dict[str, Any], Chunks]:
         chunks = core.stream(model_id, kind, {**request, "stream": True}, keep_alive)
         # The first chunk is awaited before the response starts, so that an unknown model
         # or a failed load still gets a proper status code (or, in a route, the next
         # candidate) instead of a broken stream.
-        return await anext(chunks, None), chunks
+        first = await anext(chunks, None)
+        if first is None:
+            raise InferenceFailed(f"model {model_id!r} ended its stream without any output")
+        return first, chunks
 
     if candidates is None:
-        answer: Answer[tuple[dict[str, Any] | None, Chunks]] = Answer(
-            body.model, await start(body.model)
-        )
+        answer: Answer[tuple[dict[str, Any], Chunks]] = Answer(body.model, await start(body.model))
     else:
         answer = await first_answer(candidates, start)
     first, rest = answer.result
@@ -156,28 +159,26 @@ def _passed_over_header(passed_over: list[PassedOver]) -> dict[str, str]:
 
 
 async def _events(
-    first: dict[str, Any] | None,
-    rest: Chunks,
-    model: str,
-    usage: bool,
+    first: dict[str, Any], rest: Chunks, model: str, usage: bool
 ) -> AsyncIterator[bytes]:
     last = first
     try:
-        if first is not None:
-            yield _event(first, model, usage)
+        yield _event(first, model, usage)
         async for chunk in rest:
             last = chunk
             yield _event(chunk, model, usage)
-    except OrchestratorError as exc:
+    except Exception as exc:
         # Never a silent truncation: the choice ends with finish_reason "error", then
         # the error itself follows in the one envelope.
+        if not isinstance(exc, OrchestratorError):
+            log.exception("unexpected error mid-stream")
+            exc = OrchestratorError("internal error; see the service log for the request id")
         yield _event(_error_finish(last), model, usage=False)
         yield b"data: " + error_body(exc) + b"\n\n"
     yield b"data: [DONE]\n\n"
 
 
-def _error_finish(last: dict[str, Any] | None) -> dict[str, Any]:
-    last = last or {}
+def _error_finish(last: dict[str, Any]) -> dict[str, Any]:
     completion = last.get("object") == "text_completion"
     choice: dict[str, Any] = {"index": 0, "finish_reason": "error"}
     if completion:

@@ -1,8 +1,8 @@
 """Choosing and combining models: strategies, fallback, ensembles, batch and parallel runs.
 
-Every function here takes the work to do as a callable of a model id, so the policy (in
-which order, what counts as a failure, which deadline) stays apart from the wire formats
-of the HTTP adapters that call it.
+The functions here take the work to do as a callable of a model id, or as awaitables
+named by model id, so that the policy (in which order, what counts as a failure, which
+deadline) stays apart from the wire formats of the HTTP adapters that call them.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ MIB = 1024 * 1024
 BALLAST = 16 * MIB
 ROW = [[0.0] * 64]
 NAMES = ["digits-a", "digits-b", "digits-c"]
+# Unloads run in worker threads, where an assertion would only be logged: noted here.
+VIOLATIONS: list[str] = []
 
 
 class BallastHandle(ModelHandle):
@@ -52,7 +54,8 @@ class BallastHandle(ModelHandle):
             self.active -= 1
 
     def unload(self) -> None:
-        assert self.active == 0, "evicted while serving"
+        if self.active:
+            VIOLATIONS.append("evicted while serving")
         assert self.inner is not None
         self.inner.unload()
         self.inner = None
@@ -194,10 +197,10 @@ async def test_eviction_under_a_tiny_budget_loses_no_request_and_spares_busy_mod
     chooser = random.Random(4)
     requests = [classify(manager, chooser.choice(NAMES)) for _ in range(90)]
     results = await asyncio.gather(*requests)
-    # BallastHandle asserts on unload that nothing was running on it, and a request on
-    # an unloaded handle would have raised: every one of the 90 answered.
+    # A request on an unloaded handle would have raised: every one of the 90 answered.
     assert all(labels == results[0] for labels in results)
     assert backend.unloads > 0
+    assert VIOLATIONS == []
     assert manager.resident_bytes() <= manager.budget_bytes
     await manager.close()
 
@@ -287,3 +290,27 @@ async def test_model_list_reports_the_budget_and_what_is_resident(
     body = (await budget_client.get("/api/models")).json()
     assert body["residency"] == {"budget_bytes": int(1.5 * BALLAST), "resident_bytes": BALLAST}
     assert [model["pinned"] for model in body["models"]] == [True, False, False]
+
+
+async def test_eviction_over_http_under_concurrent_traffic_loses_no_request(
+    budgeted: Callable[..., Settings],
+) -> None:
+    app = create_app(budgeted(2.5 * BALLAST / MIB))
+    backend = BallastBackend(app.state.orchestrator.settings)
+    app.state.orchestrator.models._backends["onnxruntime"] = backend
+    chooser = random.Random(5)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            responses = await asyncio.gather(
+                *(
+                    http.post(
+                        "/api/inference",
+                        json={"model_id": chooser.choice(NAMES), "inputs": ROW},
+                    )
+                    for _ in range(60)
+                )
+            )
+    assert [r.status_code for r in responses] == [200] * 60
+    assert backend.unloads > 0
+    assert VIOLATIONS == []

@@ -342,6 +342,11 @@ class ModelManager:
         try:
             if handle is not None:
                 await asyncio.to_thread(handle.unload)
+        except Exception:
+            # The handle is dropped either way; a failed unload must not wedge the load
+            # that was waiting for this room.
+            with model_context(slot.entry.id):
+                log.exception("model unload failed", extra={"event": "model_unload_failed"})
         finally:
             async with slot.changed:
                 slot.state = ModelState.UNLOADED

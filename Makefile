@@ -40,6 +40,7 @@ typecheck: venv
 
 bench: venv models
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/orchestration.py
 
 # Container images and their tests (issue 3) live in their own file.
 -include mk/containers.mk

@@ -224,6 +224,24 @@ def test_client_disconnect_stops_the_generation(service: ServiceProcess) -> None
     raise AssertionError(f"generation still running after the client left: {status}")
 
 
+def test_client_timeout_on_a_one_shot_chat_stops_the_generation(service: ServiceProcess) -> None:
+    request = {
+        "model": LLM,
+        "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
+        "max_tokens": 900,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{service.url}/v1/chat/completions", json=request, timeout=2)
+    # Without the stop, the model would stay busy for all 900 tokens.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{service.url}/api/models/{LLM}/status").json()
+        if status["in_flight"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"generation still running after the client timed out: {status}")
+
+
 def test_sigterm_lets_the_in_flight_request_finish_and_exits_zero() -> None:
     process = ServiceProcess(preload=LLM)
     process.wait_ready()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from ai_orchestrator import __version__
-from ai_orchestrator.api import health, models, oip, openai
+from ai_orchestrator.api import health, models, oip, openai, orchestrated
 from ai_orchestrator.api.errors import install_error_handlers
 from ai_orchestrator.api.middleware import RequestContext
 from ai_orchestrator.catalogue import load_catalogue
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.orchestrator = orchestrator
     install_error_handlers(app)
     # Inference routes come first, since a request is matched against routes in order.
-    for module in (models, openai, oip, health):
+    for module in (models, orchestrated, openai, oip, health):
         app.include_router(module.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     return app

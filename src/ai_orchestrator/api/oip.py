@@ -44,6 +44,7 @@ class InferRequest(BaseModel):
 
     id: str | None = None
     inputs: list[InferInput] = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 @router.get("", summary="Server metadata")
@@ -88,7 +89,10 @@ async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]
     tensors = {tensor.name: _to_array(tensor) for tensor in body.inputs}
     if len(tensors) != len(body.inputs):
         raise InvalidInput("each input tensor name may appear only once")
-    results = await core.run_tensors(model_id, tensors)
+    keep_alive = body.parameters.get("keep_alive")
+    if keep_alive is not None and not isinstance(keep_alive, int | float):
+        raise InvalidInput("parameters.keep_alive must be a number of seconds")
+    results = await core.run_tensors(model_id, tensors, keep_alive)
     return {
         "model_name": model_id,
         "id": body.id,

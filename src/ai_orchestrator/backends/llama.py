@@ -12,6 +12,7 @@ import ctypes.util
 import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,19 @@ class LlamaHandle(ModelHandle):
         if failure:
             _raise_for_error(failure[0])
 
+    def generate(self, kind: str, request: dict[str, Any], stop: threading.Event) -> Generation:
+        # Streamed underneath, because only a stream can be told to stop: llama.cpp's
+        # one-shot handlers run to max_tokens even after the client has gone.
+        chunks: list[dict[str, Any]] = []
+
+        def sink(chunk: dict[str, Any]) -> bool:
+            chunks.append(chunk)
+            return stop.is_set()
+
+        streamed = {**request, "stream_options": {"include_usage": True}}
+        self.stream(kind, streamed, sink)
+        return Generation(assemble(kind, chunks))
+
     def embed(self, texts: list[str]) -> Embeddings:
         response = _raise_for_error(_call(self._server.handle_embeddings, {"input": texts}))
         ordered = sorted(response["data"], key=lambda item: item["index"])
@@ -109,6 +123,30 @@ class LlamaHandle(ModelHandle):
         self._server = None
         shutil.rmtree(self._workdir, ignore_errors=True)
         _trim_heap()
+
+
+def assemble(kind: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one-shot response that the streamed chunks of one choice add up to."""
+    text, finish, usage = [], None, None
+    for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            part = choice.get("delta", {}).get("content") if kind == "chat" else choice.get("text")
+            text.append(part or "")
+            finish = choice.get("finish_reason") or finish
+    first = chunks[0] if chunks else {}
+    if kind == "chat":
+        choice = {"index": 0, "message": {"role": "assistant", "content": "".join(text)}}
+    else:
+        choice = {"index": 0, "text": "".join(text), "logprobs": None}
+    return {
+        "id": first.get("id", ""),
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": first.get("created", 0),
+        "model": first.get("model", ""),
+        "choices": [{**choice, "finish_reason": finish}],
+        "usage": usage,
+    }
 
 
 class LlamaBackend(Backend):

@@ -13,7 +13,9 @@ DEFAULT_MODELS := smollm2-135m-instruct,digits-classifier
 run: venv models
 	AIO_PRELOAD=$(DEFAULT_MODELS) exec $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port 8000
 
-test: venv models lint typecheck
+# Every test: in-process, real uvicorn, LLM, the Dockerfile checks (checkov has its own
+# venv, from mk/containers.mk) and the container images built and run on the engine.
+test: venv models lint typecheck docker-lint-venv
 	$(BIN)/pytest
 
 venv: $(STAMPS)/venv

@@ -11,9 +11,11 @@ DEFAULT_MODELS := smollm2-135m-instruct,digits-classifier
 .PHONY: run test venv models lint typecheck images lock clean bench
 
 run: venv models
-	AIO_PRELOAD=$(DEFAULT_MODELS) $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port 8000
+	AIO_PRELOAD=$(DEFAULT_MODELS) exec $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port 8000
 
-test: venv models lint typecheck
+# Every test: in-process, real uvicorn, LLM, the Dockerfile checks (checkov has its own
+# venv, from mk/containers.mk) and the container images built and run on the engine.
+test: venv models lint typecheck docker-lint-venv
 	$(BIN)/pytest
 
 venv: $(STAMPS)/venv
@@ -40,6 +42,7 @@ typecheck: venv
 
 bench: venv models
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/orchestration.py
 
 # Container images and their tests (issue 3) live in their own file.
 -include mk/containers.mk

@@ -5,8 +5,8 @@
 #
 #   scripts/build-base-image.sh [--force] [TAG]
 #
-# Needs root, debootstrap and a running Docker engine. Reuses TAG if it already exists,
-# unless --force is given.
+# Needs root, a running Docker engine and Debian's archive (debootstrap is installed
+# from it if missing). Reuses TAG if it already exists, unless --force is given.
 set -euo pipefail
 
 force=0
@@ -21,6 +21,11 @@ mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 if [[ $force -eq 0 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
     echo "base image $tag already exists; reusing it (--force rebuilds)"
     exit 0
+fi
+
+# A new machine of this project's kind has no debootstrap; Debian's archive has it.
+if ! command -v debootstrap >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 fi
 
 rootfs="$(mktemp -d /tmp/alt-las-base.XXXXXX)"

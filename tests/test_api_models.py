@@ -4,6 +4,7 @@ every kind of bad input."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ async def test_non_finite_number_in_a_raw_body_is_refused(
         ('{"model_id": "digits-classifier", "inputs": 5}', "invalid_request"),
         ('{"model_id": "digits-classifier", "inputs": [], "extra": 1}', "invalid_request"),
         ("[]", "invalid_request"),
-        ("", "invalid_request"),
+        ("", "invalid_json"),
     ],
 )
 async def test_malformed_body_is_a_400_in_the_envelope(
@@ -172,3 +173,74 @@ async def test_request_id_from_the_client_is_kept(client: httpx.AsyncClient) -> 
     response = await client.get("/api/models/ghost", headers={"x-request-id": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
     assert response.json()["error"]["request_id"] == "abc-123"
+
+
+async def test_chunked_body_over_the_limit_is_413(settings: Settings) -> None:
+    small = settings.model_copy(update={"max_body_bytes": 2048})
+    app = create_app(small)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model_id": "digits-classifier", "inputs": [['
+        for _ in range(500):
+            yield b"0, " * 10
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post(
+            "/api/inference", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert_envelope(response, 413, "body_too_large")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_body_that_is_not_json_is_415(client: httpx.AsyncClient, content_type: str) -> None:
+    response = await client.post(
+        "/api/inference", content=b"model_id=x", headers={"content-type": content_type}
+    )
+    error = assert_envelope(response, 415, "unsupported_media_type")
+    assert "application/json" in error["message"]
+
+
+async def test_body_that_is_not_utf8_is_invalid_json(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/inference", content=b"\xff\xfe{", headers={"content-type": "application/json"}
+    )
+    assert_envelope(response, 400, "invalid_json")
+
+
+async def test_value_beyond_float32_is_refused(client: httpx.AsyncClient) -> None:
+    error = assert_envelope(await infer(client, [[1e39] * 64]), 400, "invalid_input")
+    assert "float32" in error["message"]
+
+
+async def test_very_long_unknown_id_is_not_echoed_whole(client: httpx.AsyncClient) -> None:
+    error = assert_envelope(await client.get(f"/api/models/{'x' * 5000}"), 404, "model_not_found")
+    assert len(error["message"]) < 300
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"max_tokens": 2**32 + 6}, {"seed": 2**64}, {"seed": -5}, {"temperature": "hot"}],
+)
+async def test_out_of_range_generation_parameters_are_refused(
+    client: httpx.AsyncClient, parameters: dict[str, Any]
+) -> None:
+    body = {"model_id": LLM, "inputs": "hi", "parameters": parameters}
+    response = await client.post("/api/inference", json=body)
+    assert_envelope(response, 400, "invalid_input")
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+        [{"role": "user", "content": "hi", "tool_calls": "junk"}],
+        [{"role": "wizard", "content": "hi"}],
+        [{"role": "user"}],
+    ],
+)
+async def test_chat_messages_beyond_plain_text_are_refused(
+    client: httpx.AsyncClient, messages: list[dict[str, Any]]
+) -> None:
+    response = await client.post("/api/inference", json={"model_id": LLM, "inputs": messages})
+    assert_envelope(response, 400, "invalid_input")

@@ -60,6 +60,11 @@ async def test_infer_returns_labels_matching_the_alt_las_api(client: httpx.Async
         ({"name": "Y"}, "missing input"),
         ({"shape": [-1, 64]}, "negative"),
         ({"data": [float("inf")] + [0] * 63}, "NaN"),
+        ({"data": [None] * 64}, "null"),
+        ({"datatype": "UINT8", "data": [300] * 64}, "do not fit"),
+        ({"datatype": "UINT8", "data": [-1] * 64}, "do not fit"),
+        ({"datatype": "INT64", "data": [2**70] * 64}, "do not fit"),
+        ({"datatype": "INT32", "data": [1.5] * 64}, "do not fit"),
     ],
 )
 async def test_bad_tensor_is_a_400(
@@ -80,6 +85,16 @@ async def test_infer_on_a_chat_model_is_refused(client: httpx.AsyncClient) -> No
     assert_envelope(
         await client.post(f"/v2/models/{LLM}/infer", json=body), 400, "unsupported_task"
     )
+
+
+async def test_unknown_and_repeated_tensor_names_are_refused(client: httpx.AsyncClient) -> None:
+    row = HELDOUT["inputs"][:1]
+    repeated = {"inputs": [tensor(row), tensor(row)]}
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=repeated)
+    assert "only once" in assert_envelope(response, 400, "invalid_input")["message"]
+    extra = {"inputs": [tensor(row), tensor(row, name="Z")]}
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=extra)
+    assert "unknown input" in assert_envelope(response, 400, "invalid_input")["message"]
 
 
 async def test_infer_without_inputs_is_a_400(client: httpx.AsyncClient) -> None:

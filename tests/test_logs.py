@@ -83,3 +83,17 @@ async def test_keys_never_appear_in_the_logs(
     assert "request" in err
     assert INFERENCE_KEY not in err
     assert wrong not in err
+
+
+@pytest.mark.usefixtures("restore_loggers")
+async def test_newline_in_a_path_cannot_forge_a_text_log_line(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(settings)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        await http.get("/api/models/x%0A2026-12-03 ERROR forged%00")
+    lines = capsys.readouterr().err.splitlines()
+    assert not any(line.startswith("2026-12-03 ERROR forged") for line in lines)
+    assert any("\\n2026-12-03 ERROR forged\\x00" in line for line in lines)

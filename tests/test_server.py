@@ -185,6 +185,11 @@ def test_prompt_longer_than_the_context_is_a_400(client: openai.OpenAI) -> None:
         )
 
 
+def test_embedding_input_longer_than_the_batch_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="too large"):
+        client.embeddings.create(model=EMBEDDER, input="hello " * 3000)
+
+
 def test_chat_through_the_alt_las_api(service: ServiceProcess) -> None:
     response = httpx.post(
         f"{service.url}/api/inference",
@@ -217,6 +222,24 @@ def test_client_disconnect_stops_the_generation(service: ServiceProcess) -> None
             return
         time.sleep(0.1)
     raise AssertionError(f"generation still running after the client left: {status}")
+
+
+def test_client_timeout_on_a_one_shot_chat_stops_the_generation(service: ServiceProcess) -> None:
+    request = {
+        "model": LLM,
+        "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
+        "max_tokens": 900,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{service.url}/v1/chat/completions", json=request, timeout=2)
+    # Without the stop, the model would stay busy for all 900 tokens.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{service.url}/api/models/{LLM}/status").json()
+        if status["in_flight"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"generation still running after the client timed out: {status}")
 
 
 def test_sigterm_lets_the_in_flight_request_finish_and_exits_zero() -> None:

@@ -1,6 +1,7 @@
 """The catalogue: which models exist, where their files are, and how to check them.
 
-The catalogue is a YAML file with a ``models`` list. A malformed file stops start-up
+The catalogue is a YAML file with a ``models`` list and an optional ``routes`` list (a
+named choice among models of one task, with a strategy). A malformed file stops start-up
 with a message that names the entry and the field, rather than failing later at load.
 """
 
@@ -43,6 +44,10 @@ class CatalogueEntry(BaseModel):
     """Free data for routing and display: description, accuracy, cost, tags."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend options, such as n_ctx and n_parallel for llama.cpp."""
+    pinned: bool = False
+    """Never unloaded to make room or when idle; only by an explicit unload."""
+    keep_alive_s: float | None = None
+    """Seconds the model stays loaded after its last request; overrides AIO_KEEP_ALIVE_S."""
 
     @field_validator("path")
     @classmethod
@@ -52,12 +57,36 @@ class CatalogueEntry(BaseModel):
         return value
 
 
+class Strategy(StrEnum):
+    LATENCY = "latency"
+    ACCURACY = "accuracy"
+    COST = "cost"
+
+
+class Route(BaseModel):
+    """A named choice among models: the strategy orders the candidates, and each one after
+    the first is a fallback for the one before it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    task: Task
+    candidates: tuple[str, ...] = Field(min_length=1)
+    strategy: Strategy = Strategy.LATENCY
+
+
+ROUTE_PREFIX = "route:"
+
+
 class Catalogue:
     """The parsed catalogue, with the model directory its paths are relative to."""
 
-    def __init__(self, entries: list[CatalogueEntry], model_dir: Path) -> None:
+    def __init__(
+        self, entries: list[CatalogueEntry], model_dir: Path, routes: list[Route] | None = None
+    ) -> None:
         self.model_dir = model_dir
         self._entries = {entry.id: entry for entry in entries}
+        self.routes = {route.name: route for route in routes or []}
 
     def __iter__(self) -> Iterator[CatalogueEntry]:
         return iter(self._entries.values())
@@ -72,7 +101,14 @@ class Catalogue:
         try:
             return self._entries[model_id]
         except KeyError:
-            raise ModelNotFound(f"model {model_id!r} is not in the catalogue") from None
+            shown = model_id if len(model_id) <= 128 else model_id[:128] + "..."
+            raise ModelNotFound(f"model {shown!r} is not in the catalogue") from None
+
+    def route(self, name: str) -> Route:
+        try:
+            return self.routes[name.removeprefix(ROUTE_PREFIX)]
+        except KeyError:
+            raise ModelNotFound(f"route {name!r} is not in the catalogue") from None
 
     def file_of(self, entry: CatalogueEntry) -> Path:
         return self.model_dir / entry.path
@@ -101,7 +137,31 @@ def load_catalogue(path: Path, model_dir: Path) -> Catalogue:
             raise CatalogueError(f"catalogue {path}: entry {name!r}: field 'id': duplicate id")
         seen.add(entry.id)
         entries.append(entry)
-    return Catalogue(entries, model_dir)
+    routes = _load_routes(path, document.get("routes") or [], {e.id: e for e in entries})
+    return Catalogue(entries, model_dir, routes)
+
+
+def _load_routes(path: Path, raw_routes: Any, entries: dict[str, CatalogueEntry]) -> list[Route]:
+    if not isinstance(raw_routes, list):
+        raise CatalogueError(f"catalogue {path}: 'routes' must be a list")
+    routes: dict[str, Route] = {}
+    for index, raw in enumerate(raw_routes):
+        name = raw.get("name", f"#{index}") if isinstance(raw, dict) else f"#{index}"
+        try:
+            route = Route.model_validate(raw)
+        except ValidationError as exc:
+            raise CatalogueError(f"catalogue {path}: route {name!r}: {_describe(exc)}") from None
+        if route.name in routes:
+            raise CatalogueError(f"catalogue {path}: route {name!r}: duplicate name")
+        for candidate in route.candidates:
+            entry = entries.get(candidate)
+            if entry is None or entry.task is not route.task:
+                raise CatalogueError(
+                    f"catalogue {path}: route {name!r}: candidate {candidate!r} is not a "
+                    f"{route.task.value} model of the catalogue"
+                )
+        routes[route.name] = route
+    return list(routes.values())
 
 
 def _describe(exc: ValidationError) -> str:

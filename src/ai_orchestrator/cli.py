@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-import urllib.error
 import urllib.request
 from types import FrameType
 from typing import Any
@@ -22,7 +21,9 @@ FACTORY = "ai_orchestrator.api.app:app_from_env"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ai-orchestrator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ai-orchestrator", description="ALT_LAS AI Orchestrator: serve and inspect models."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP service (settings from AIO_* vars)")
     serve.add_argument("--host", help="overrides AIO_HOST")
@@ -90,19 +91,21 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 
 def _models(settings: Settings, url: str | None) -> int:
-    catalogue = load_catalogue(settings.catalogue, settings.model_dir)
+    """Ask the running service; without one, list the local catalogue with unknown states."""
     base = url or f"http://{settings.host}:{settings.port}"
-    states: dict[str, str] = {}
     try:
         with urllib.request.urlopen(f"{base}/api/models", timeout=5) as response:
-            for model in json.load(response)["models"]:
-                states[model["id"]] = model["status"]["state"]
-    except (OSError, urllib.error.URLError, ValueError, KeyError):
+            rows = [
+                (m["id"], m["task"], m["backend"], m["status"]["state"])
+                for m in json.load(response)["models"]
+            ]
+    except (OSError, ValueError, KeyError, TypeError):
         print(f"(no service answering at {base}; states are unknown)", file=sys.stderr)
+        catalogue = load_catalogue(settings.catalogue, settings.model_dir)
+        rows = [(e.id, e.task.value, e.backend, "-") for e in catalogue]
     print(f"{'ID':32} {'TASK':16} {'BACKEND':12} STATE")
-    for entry in catalogue:
-        state = states.get(entry.id, "-")
-        print(f"{entry.id:32} {entry.task.value:16} {entry.backend:12} {state}")
+    for model_id, task, backend, state in rows:
+        print(f"{model_id:32} {task:16} {backend:12} {state}")
     return 0
 
 

@@ -50,6 +50,28 @@ class ModelNotReady(OrchestratorError):
         self.headers["Retry-After"] = str(retry_after_s)
 
 
+class MemoryBudgetExceeded(OrchestratorError):
+    """Loading the model would exceed the memory budget and no idle model can make room."""
+
+    status = 503
+    code = "memory_budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class NoCandidateAnswered(OrchestratorError):
+    """Every candidate model of an orchestrated request failed or was passed over."""
+
+    status = 503
+    code = "no_candidate_answered"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
 class BackendUnavailable(OrchestratorError):
     """The library behind a backend is not installed."""
 
@@ -65,6 +87,18 @@ class InferenceFailed(OrchestratorError):
 class BodyTooLarge(OrchestratorError):
     status = 413
     code = "body_too_large"
+
+
+class UnsupportedMediaType(OrchestratorError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ClientDisconnected(OrchestratorError):
+    """The client went away before the answer was ready; its work was stopped."""
+
+    status = 499
+    code = "client_disconnected"
 
 
 class CatalogueError(Exception):

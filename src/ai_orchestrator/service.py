@@ -7,13 +7,19 @@ knows about HTTP. Backend calls are blocking, so they run in worker threads.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import threading
-from collections.abc import AsyncIterator
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from ai_orchestrator.backends.base import Classification, Embeddings, Generation
+from ai_orchestrator.backends.base import Classification, Embeddings, Generation, ModelHandle
+from ai_orchestrator.batching import Batcher
 from ai_orchestrator.catalogue import Catalogue, CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
 from ai_orchestrator.lifecycle import ModelManager
@@ -25,6 +31,29 @@ GENERATION_TASKS = frozenset({Task.CHAT, Task.TEXT_GENERATION})
 _END = object()
 
 
+class LatencyStats:
+    """Recent request latencies per model; their median drives the latency strategy."""
+
+    def __init__(self, window: int = 200) -> None:
+        self._samples: dict[str, deque[float]] = {}
+        self._window = window
+
+    def record(self, model_id: str, seconds: float) -> None:
+        samples = self._samples.setdefault(model_id, deque(maxlen=self._window))
+        samples.append(seconds)
+
+    def p50(self, model_id: str) -> float | None:
+        samples = self._samples.get(model_id)
+        return statistics.median(samples) if samples else None
+
+    @contextmanager
+    def timing(self, model_id: str) -> Iterator[None]:
+        """Record the block's duration if it finishes without an error."""
+        started = time.perf_counter()
+        yield
+        self.record(model_id, time.perf_counter() - started)
+
+
 class Orchestrator:
     """Everything a protocol adapter needs: the catalogue, model lifecycle and inference."""
 
@@ -32,6 +61,11 @@ class Orchestrator:
         self.settings = settings
         self.catalogue = catalogue
         self.models = ModelManager(catalogue, settings)
+        self.latency = LatencyStats()
+        # One batcher per loaded handle; it goes when the handle is unloaded and dropped.
+        self._batchers: weakref.WeakKeyDictionary[ModelHandle, Batcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def entry_for(self, model_id: str, tasks: frozenset[Task] | None = None) -> CatalogueEntry:
         entry = self.catalogue.get(model_id)
@@ -43,19 +77,33 @@ class Orchestrator:
             )
         return entry
 
-    async def classify(self, model_id: str, rows: Any) -> Classification:
+    async def classify(
+        self, model_id: str, rows: Any, keep_alive_s: float | None = None
+    ) -> Classification:
         self.entry_for(model_id, frozenset({Task.CLASSIFICATION}))
         array = as_finite_matrix(rows)
-        async with self.models.use(model_id) as handle:
-            if handle.is_quick(len(array)):
-                return handle.classify(array)
-            return await asyncio.to_thread(handle.classify, array)
+        with self.latency.timing(model_id):
+            async with self.models.use(model_id, keep_alive_s) as handle:
+                if self.settings.batch_max_size > 1:
+                    return await self._batcher(handle).classify(array)
+                if handle.is_quick(len(array)):
+                    return handle.classify(array)
+                return await asyncio.to_thread(handle.classify, array)
+
+    def _batcher(self, handle: ModelHandle) -> Batcher:
+        batcher = self._batchers.get(handle)
+        if batcher is None:
+            batcher = Batcher(
+                handle, self.settings.batch_max_size, self.settings.batch_max_wait_ms / 1000
+            )
+            self._batchers[handle] = batcher
+        return batcher
 
     async def run_tensors(
-        self, model_id: str, inputs: dict[str, np.ndarray]
+        self, model_id: str, inputs: dict[str, np.ndarray], keep_alive_s: float | None = None
     ) -> dict[str, np.ndarray]:
         self.entry_for(model_id, frozenset({Task.TENSOR, Task.CLASSIFICATION}))
-        async with self.models.use(model_id) as handle:
+        async with self.models.use(model_id, keep_alive_s) as handle:
             return await asyncio.to_thread(handle.run, inputs)
 
     async def tensor_signature(self, model_id: str) -> tuple[list[Any], list[Any]]:
@@ -63,15 +111,28 @@ class Orchestrator:
         async with self.models.use(model_id) as handle:
             return handle.signature()
 
-    async def generate(self, model_id: str, kind: str, request: dict[str, Any]) -> Generation:
+    async def generate(
+        self, model_id: str, kind: str, request: dict[str, Any], keep_alive_s: float | None = None
+    ) -> Generation:
         """Run a chat (``kind="chat"``) or text completion request to the end."""
         request = self._check_generation(model_id, kind, request)
-        async with self.models.use(model_id) as handle:
-            method = handle.chat if kind == "chat" else handle.complete
-            return await asyncio.to_thread(method, request)
+        with self.latency.timing(model_id):
+            async with self.models.use(model_id, keep_alive_s) as handle:
+                stop = threading.Event()
+                worker = asyncio.ensure_future(
+                    asyncio.to_thread(handle.generate, kind, request, stop)
+                )
+                try:
+                    return await asyncio.shield(worker)
+                except asyncio.CancelledError:
+                    # The caller gave up (client gone, or timed out): stop at the next
+                    # token, and hold the model until the backend really has stopped.
+                    stop.set()
+                    await asyncio.gather(worker, return_exceptions=True)
+                    raise
 
     async def stream(
-        self, model_id: str, kind: str, request: dict[str, Any]
+        self, model_id: str, kind: str, request: dict[str, Any], keep_alive_s: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Yield OpenAI-shaped chunks as the backend produces them.
 
@@ -79,7 +140,7 @@ class Orchestrator:
         at its next token, so the model is free for the next request.
         """
         request = self._check_generation(model_id, kind, request)
-        async with self.models.use(model_id) as handle:
+        async with self.models.use(model_id, keep_alive_s) as handle:
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[Any] = asyncio.Queue()
             stop = threading.Event()
@@ -107,11 +168,14 @@ class Orchestrator:
                 # Hold the model until the backend has really stopped generating.
                 await asyncio.shield(worker)
 
-    async def embed(self, model_id: str, texts: list[str]) -> Embeddings:
+    async def embed(
+        self, model_id: str, texts: list[str], keep_alive_s: float | None = None
+    ) -> Embeddings:
         self.entry_for(model_id, frozenset({Task.EMBEDDINGS}))
         check_texts(self.settings, texts)
-        async with self.models.use(model_id) as handle:
-            return await asyncio.to_thread(handle.embed, texts)
+        with self.latency.timing(model_id):
+            async with self.models.use(model_id, keep_alive_s) as handle:
+                return await asyncio.to_thread(handle.embed, texts)
 
     def _check_generation(
         self, model_id: str, kind: str, request: dict[str, Any]
@@ -134,6 +198,9 @@ def as_finite_matrix(rows: Any) -> np.ndarray:
         raise InvalidInput("inputs must be rows of equal length") from None
     if array.ndim != 2 or array.dtype.kind not in "iuf":
         raise InvalidInput("inputs must be a list of rows, each a list of numbers of equal length")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidInput("inputs hold NaN or Inf; only finite numbers are allowed")
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):
+        single = array.astype(np.float32)
+    # Checked after the conversion: 1e39 is finite in JSON but infinite as float32.
+    if not np.isfinite(single).all():
+        raise InvalidInput("inputs hold NaN, Inf or values beyond float32; only finite numbers fit")
+    return single

@@ -94,6 +94,21 @@ class Settings(BaseSettings):
     load_wait_s: float = Field(default=120.0, gt=0)
     """How long a request waits for a model that is loading before it gives up."""
 
+    memory_budget_mb: float = Field(default=0, ge=0)
+    """Memory the loaded models may take together, in MiB; 0 means no budget. A load
+    that would exceed it first unloads the least recently used idle models."""
+
+    keep_alive_s: float = -1
+    """How long a model stays loaded after its last request; negative means for ever.
+    A catalogue entry's ``keep_alive_s`` and a request's ``keep_alive`` override it."""
+
+    batch_max_size: int = Field(default=32, ge=1)
+    """Most rows gathered into one ONNX call from concurrent requests; 1 turns batching off."""
+
+    batch_max_wait_ms: float = Field(default=2.0, ge=0)
+    """Longest a request waits for others to join its batch, and only while others are
+    queued: a request that finds nothing queued runs at once."""
+
     llm_threads: int = Field(default=2, ge=1)
     """CPU threads for llama.cpp generation; the machine's cores are shared with ONNX."""
 

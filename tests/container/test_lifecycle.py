@@ -25,9 +25,11 @@ from tests.container.engine import (
 )
 
 # Ready: /health/ready answers 200. Healthy: the engine's HEALTHCHECK agrees, which it
-# can only do at its first interval (3 s; Docker 20.10 has no --start-interval).
-READY_WITHIN_S = 5.0
-HEALTHY_WITHIN_S = 8.0
+# can only do at its first interval (3 s; Docker 20.10 has no --start-interval). On a quiet
+# machine ready takes about 2 s and healthy 3.5 s (bench/images.py, target 5 s); these
+# bounds leave room for the other work that shares this machine's two cores.
+READY_WITHIN_S = 10.0
+HEALTHY_WITHIN_S = 15.0
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from tests.container.engine import build, docker
 
-# The target for a code-only rebuild of the prod image on this machine.
-REBUILD_WITHIN_S = 15.0
+# The target is 15 s on a quiet machine (bench/images.py measures it); this bound
+# only catches a rebuild that has stopped using the cache, whatever else shares the cores.
+REBUILD_WITHIN_S = 60.0
 
 
 def steps(output: str) -> list[tuple[str, bool]]:
@@ -27,11 +28,12 @@ def test_code_only_change_rebuilds_only_the_last_layers_of_prod(
         rebuilt = build("prod", tag, context_copy, build_args)
     finally:
         docker("rmi", tag, check=False)
-    done = steps(rebuilt.output)
-    first_miss = next(i for i, (_, cached) in enumerate(done) if not cached and i > 1)
+    # FROM and the global ARG never come from the cache: they make no layer.
+    done = [(step, cached) for step, cached in steps(rebuilt.output) if step.split()[0] != "FROM"]
+    first_miss = next(i for i, (_, cached) in enumerate(done) if not cached and i > 0)
     assert done[first_miss][0] == "COPY src/ src/", done[first_miss]
-    final_stage = next(i for i, (step, _) in enumerate(done) if step.startswith("FROM") and i)
-    reused = [step for step, cached in done[final_stage + 1 :] if cached]
+    final_stage = max(i for i, (step, _) in enumerate(steps(rebuilt.output)) if step[:4] == "FROM")
+    reused = [step for step, cached in steps(rebuilt.output)[final_stage + 1 :] if cached]
     assert any(step.startswith("COPY --from=builder /opt/venv") for step in reused), reused
     assert any(step.startswith("COPY --from=builder /app/models") for step in reused), reused
     assert any(step.startswith("RUN apt-get update") for step in reused), reused

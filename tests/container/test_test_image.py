@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.container.engine import docker
+from tests.container.engine import HARDENED, docker
 
 FAILING_TEST = """
 def test_this_deliberately_fails() -> None:
@@ -12,8 +12,10 @@ def test_this_deliberately_fails() -> None:
 """
 
 
-def test_test_image_default_command_runs_the_suite_and_passes(image: dict[str, str]) -> None:
-    result = docker("run", "--rm", image["test"], timeout=1200, check=False)
+def test_test_image_default_command_runs_the_suite_and_passes_on_a_read_only_root(
+    image: dict[str, str],
+) -> None:
+    result = docker("run", "--rm", *HARDENED, image["test"], timeout=1200, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
 

@@ -14,8 +14,7 @@ ENVIRONMENTS = ("dev", "test", "staging", "prod")
 NON_ROOT = ("test", "staging", "prod")
 # The environments whose images serve the API (the test image runs the tests instead).
 SERVING = ("dev", "staging", "prod")
-BUILDER_START = "# ---- builder:"
-BUILDER_END = "# ---- end of builder"
+BUILDER_END = "# ---- end of the build stages"
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class Dockerfile:
         return found
 
     def builder_text(self) -> str:
-        """The text from the first line through the end-of-builder marker."""
+        """The text from the first line through the end of the build stages (builder, app)."""
         end = self.text.index(BUILDER_END)
         return self.text[: self.text.index("\n", end) + 1]
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from ai_orchestrator import __version__
-from ai_orchestrator.api import health, metrics, models, oip, openai
+from ai_orchestrator.api import health, metrics, models, oip, openai, orchestrated
 from ai_orchestrator.api.errors import install_error_handlers
 from ai_orchestrator.api.middleware import RequestContext
 from ai_orchestrator.api.security import Deadline, Guard
@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics(orchestrator.models)
     install_error_handlers(app)
     # Inference routes come first, since a request is matched against routes in order.
-    for module in (models, openai, oip, health, metrics):
+    for module in (models, orchestrated, openai, oip, health, metrics):
         app.include_router(module.router)
     _add_middleware(app, settings, keys)
     return app

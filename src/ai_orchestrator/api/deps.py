@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from fastapi import Request
 
+from ai_orchestrator.errors import ClientDisconnected
 from ai_orchestrator.metrics import Metrics
 from ai_orchestrator.service import Orchestrator
 
@@ -27,3 +30,31 @@ def completion_tokens(response: dict[str, Any]) -> int:
     usage = response.get("usage") or {}
     tokens = usage.get("completion_tokens", 0)
     return tokens if isinstance(tokens, int) else 0
+
+
+T = TypeVar("T")
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first.
+
+    Neither uvicorn nor Starlette cancels a handler whose client has gone; without this,
+    a one-shot LLM request whose client timed out would keep generating to max_tokens.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        # The body has been read, so the next message can only be the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            raise ClientDisconnected("the client disconnected; its work was stopped") from None
+        raise
+    finally:
+        watcher.cancel()

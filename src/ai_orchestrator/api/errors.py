@@ -20,6 +20,8 @@ from ai_orchestrator.errors import OrchestratorError
 from ai_orchestrator.logs import request_id_var
 
 log = logging.getLogger("ai_orchestrator.http")
+# Set in the ASGI scope by the request middleware when a streamed body passes the limit.
+BODY_TOO_LARGE_MARK = "aio.body_too_large"
 
 
 def envelope(
@@ -41,6 +43,10 @@ def envelope(
         }
     }
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def too_large(limit: int) -> str:
+    return f"the request body is larger than the limit of {limit} bytes"
 
 
 def error_body(exc: OrchestratorError) -> bytes:
@@ -66,8 +72,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return envelope(400, "invalid_request", message, param=field or None)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if request.scope.get(BODY_TOO_LARGE_MARK):
+        limit = request.app.state.orchestrator.settings.max_body_bytes
+        return envelope(413, "body_too_large", too_large(limit))
+    if exc.status_code == 400:
+        # FastAPI's one message for a body it could not read: bad UTF-8, too deep, cut off.
+        return envelope(400, "invalid_json", f"the request body could not be read: {exc.detail}")
     codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
     code = codes.get(exc.status_code, "http_error")
     return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)

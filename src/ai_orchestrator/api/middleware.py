@@ -4,6 +4,7 @@ metrics, last-resort 500."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -12,8 +13,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_orchestrator.api.errors import envelope
-from ai_orchestrator.errors import BodyTooLarge
+from ai_orchestrator.api.errors import BODY_TOO_LARGE_MARK, envelope, too_large
+from ai_orchestrator.errors import BodyTooLarge, OrchestratorError, UnsupportedMediaType
 from ai_orchestrator.logs import model_id_var, request_id_var
 from ai_orchestrator.metrics import Metrics
 
@@ -47,13 +48,18 @@ class RequestContext:
             await send(message)
 
         try:
-            declared = _content_length(scope)
-            if declared is not None and declared > self.max_body_bytes:
-                raise BodyTooLarge(self._too_large())
-            await self.app(scope, self._limited(receive), send_with_id)
-        except BodyTooLarge as exc:
+            _check_headers(scope, self.max_body_bytes)
+            await self.app(scope, self._limited(scope, receive), send_with_id)
+        except OrchestratorError as exc:
             if state["status"] is None:
                 await envelope(exc.status, exc.code, exc.message)(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels requests still running when the shutdown grace period ends;
+            # the client gets the envelope rather than a bare text 500.
+            if state["status"] is None:
+                response = envelope(503, "shutting_down", "the service stopped before answering")
+                await response(scope, receive, send_with_id)
+            raise
         except Exception:
             log.exception("unexpected error")
             if state["status"] is None:
@@ -64,7 +70,7 @@ class RequestContext:
         finally:
             self._log(scope, state["status"], time.perf_counter() - started)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, scope: Scope, receive: Receive) -> Receive:
         seen = 0
 
         async def limited() -> Message:
@@ -72,13 +78,13 @@ class RequestContext:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body_bytes:
-                raise BodyTooLarge(self._too_large())
+                # FastAPI turns any error while reading the body into a generic 400; this
+                # mark lets the error handler answer 413 instead.
+                scope[BODY_TOO_LARGE_MARK] = True
+                raise BodyTooLarge(too_large(self.max_body_bytes))
             return message
 
         return limited
-
-    def _too_large(self) -> str:
-        return f"the request body is larger than the limit of {self.max_body_bytes} bytes"
 
     def _log(self, scope: Scope, status: int | None, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None)
@@ -90,7 +96,8 @@ class RequestContext:
         log.info(
             "%s %s %s %.1fms",
             scope["method"],
-            scope["path"],
+            # repr without its quotes: a newline or NUL in the path cannot forge a line.
+            repr(scope["path"])[1:-1],
             status,
             seconds * 1000,
             extra={
@@ -104,18 +111,26 @@ class RequestContext:
         )
 
 
+_WITH_BODY = {"POST", "PUT", "PATCH"}
+
+
+def _check_headers(scope: Scope, max_body_bytes: int) -> None:
+    """Refuse what the headers alone show to be wrong, before reading any body."""
+    declared = None
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            declared = int(value)
+        elif name == b"content-type" and scope["method"] in _WITH_BODY and b"json" not in value:
+            sent = value.decode("latin-1")
+            raise UnsupportedMediaType(
+                f"send JSON with Content-Type: application/json, not {sent!r}"
+            )
+    if declared is not None and declared > max_body_bytes:
+        raise BodyTooLarge(too_large(max_body_bytes))
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _CLIENT_ID.match(value):
             return bytes(value).decode()
     return uuid.uuid4().hex
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

@@ -44,6 +44,7 @@ class InferRequest(BaseModel):
 
     id: str | None = None
     inputs: list[InferInput] = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 @router.get("", summary="Server metadata")
@@ -86,7 +87,12 @@ async def model_metadata(model_id: str, core: Core) -> dict[str, Any]:
 @router.post("/models/{model_id}/infer", summary="Run tensors through a model")
 async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]:
     tensors = {tensor.name: _to_array(tensor) for tensor in body.inputs}
-    results = await core.run_tensors(model_id, tensors)
+    if len(tensors) != len(body.inputs):
+        raise InvalidInput("each input tensor name may appear only once")
+    keep_alive = body.parameters.get("keep_alive")
+    if keep_alive is not None and not isinstance(keep_alive, int | float):
+        raise InvalidInput("parameters.keep_alive must be a number of seconds")
+    results = await core.run_tensors(model_id, tensors, keep_alive)
     return {
         "model_name": model_id,
         "id": body.id,
@@ -101,16 +107,18 @@ def _to_array(tensor: InferInput) -> np.ndarray:
     if any(dim < 0 for dim in tensor.shape):
         raise InvalidInput(f"input {tensor.name!r}: shape dimensions must not be negative")
     try:
-        # Values too large for the datatype raise OverflowError for integers and become
-        # Inf for floats (refused below); numpy's warning about the latter is noise here.
-        with np.errstate(over="ignore", invalid="ignore"):
-            array = np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)
-    except (ValueError, TypeError, OverflowError) as exc:
+        values = np.asarray(tensor.data, dtype=np.float64).reshape(tensor.shape)
+    except (ValueError, TypeError) as exc:
         raise InvalidInput(
             f"input {tensor.name!r}: data does not fit shape {tensor.shape} as {tensor.datatype}"
         ) from exc
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidInput(f"input {tensor.name!r}: NaN and Inf are not allowed")
+    if not np.isfinite(values).all():
+        raise InvalidInput(f"input {tensor.name!r}: NaN, Inf and null are not allowed")
+    with np.errstate(all="ignore"):
+        array = values.astype(dtype)
+    # Converting silently truncates 1.5 to 1 and wraps 300 to 44 in UINT8: refuse instead.
+    if not np.array_equal(array.astype(np.float64), values):
+        raise InvalidInput(f"input {tensor.name!r}: values do not fit datatype {tensor.datatype}")
     return array
 
 

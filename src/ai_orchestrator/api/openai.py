@@ -2,31 +2,38 @@
 
 Request bodies are validated here; generation itself is llama.cpp's own OpenAI-style
 handling, so the responses need little more than the catalogue's model id put back.
+A model id of the form ``route:<name>`` names a route of the catalogue: its candidates are
+tried in the route's order until one answers, or for a stream until one sends its first
+chunk. The ``model`` field of the response names the model that answered.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from ai_orchestrator.api.deps import completion_tokens, metrics, orchestrator
+from ai_orchestrator.api.deps import completion_tokens, orchestrator, until_disconnected
 from ai_orchestrator.api.errors import error_body
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from ai_orchestrator.catalogue import Task
-from ai_orchestrator.errors import OrchestratorError
+from ai_orchestrator.catalogue import ROUTE_PREFIX, Task
+from ai_orchestrator.errors import InferenceFailed, OrchestratorError
 from ai_orchestrator.metrics import Metrics
+from ai_orchestrator.orchestration import Answer, PassedOver, first_answer, rank
 from ai_orchestrator.service import GENERATION_TASKS, Orchestrator
+
+Chunks = AsyncIterator[dict[str, Any]]
+log = logging.getLogger("ai_orchestrator.http")
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 Core = Annotated[Orchestrator, Depends(orchestrator)]
-Counts = Annotated[Metrics, Depends(metrics)]
 _STARTED = int(time.time())
 
 
@@ -44,27 +51,27 @@ async def list_models(core: Core) -> dict[str, Any]:
 @router.post(
     "/chat/completions", summary="Chat completion, optionally streamed", response_model=None
 )
-async def chat_completions(body: ChatCompletionRequest, core: Core, counts: Counts) -> Any:
-    core.entry_for(body.model, frozenset({Task.CHAT}))
+async def chat_completions(body: ChatCompletionRequest, core: Core, http: Request) -> Any:
+    candidates = _candidates(core, body.model, frozenset({Task.CHAT}))
     request = {
         "messages": [message.model_dump(exclude_none=True) for message in body.messages],
         **body.backend_options(),
     }
-    return await _respond(core, counts, body.model, "chat", request, body)
+    return await _respond(core, candidates, "chat", request, body, http)
 
 
 @router.post("/completions", summary="Text completion, optionally streamed", response_model=None)
-async def completions(body: CompletionRequest, core: Core, counts: Counts) -> Any:
-    core.entry_for(body.model, GENERATION_TASKS)
+async def completions(body: CompletionRequest, core: Core, http: Request) -> Any:
+    candidates = _candidates(core, body.model, GENERATION_TASKS)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     request = {"prompt": prompt, **body.backend_options()}
-    return await _respond(core, counts, body.model, "completion", request, body)
+    return await _respond(core, candidates, "completion", request, body, http)
 
 
 @router.post("/embeddings", summary="Embeddings of one or more texts")
 async def embeddings(body: EmbeddingRequest, core: Core) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else body.input
-    result = await core.embed(body.model, texts)
+    result = await core.embed(body.model, texts, body.keep_alive)
     encode = _base64_floats if body.encoding_format == "base64" else list
     return {
         "object": "list",
@@ -86,46 +93,109 @@ def _usage_wanted(body: ChatCompletionRequest | CompletionRequest) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
 
 
+def _candidates(core: Orchestrator, model: str, tasks: frozenset[Task]) -> list[str] | None:
+    """The ranked candidates of a route, or None for a plain model id (checked here)."""
+    if not model.startswith(ROUTE_PREFIX):
+        core.entry_for(model, tasks)
+        return None
+    route = core.catalogue.route(model)
+    if route.task not in tasks:
+        core.entry_for(route.candidates[0], tasks)  # raises the usual unsupported_task
+    return rank(core.catalogue, core.latency, route.candidates, route.strategy)
+
+
 async def _respond(
     core: Orchestrator,
-    counts: Metrics,
-    model: str,
+    candidates: list[str] | None,
     kind: str,
     request: dict[str, Any],
     body: ChatCompletionRequest | CompletionRequest,
+    http: Request,
 ) -> Any:
+    keep_alive, usage = body.keep_alive, _usage_wanted(body)
     if not body.stream:
-        generation = await core.generate(model, kind, request)
-        counts.count_tokens(model, completion_tokens(generation.response))
-        return {**generation.response, "model": model}
-    chunks = core.stream(model, kind, {**request, "stream": True})
-    # The first chunk is awaited before the response starts, so that an unknown model or
-    # a failed load still gets a proper status code instead of a broken stream.
-    first = await anext(chunks, None)
+        if candidates is None:
+            work = core.generate(body.model, kind, request, keep_alive)
+            generation = await until_disconnected(http, work)
+            http.app.state.metrics.count_tokens(body.model, completion_tokens(generation.response))
+            return {**generation.response, "model": body.model}
+        done = await until_disconnected(
+            http,
+            first_answer(
+                candidates, lambda model_id: core.generate(model_id, kind, request, keep_alive)
+            ),
+        )
+        content = {**done.result.response, "model": done.model_id}
+        http.app.state.metrics.count_tokens(done.model_id, completion_tokens(content))
+        return JSONResponse(content, headers=_passed_over_header(done.passed_over))
+
+    async def start(model_id: str) -> tuple[dict[str, Any], Chunks]:
+        chunks = core.stream(model_id, kind, {**request, "stream": True}, keep_alive)
+        # The first chunk is awaited before the response starts, so that an unknown model
+        # or a failed load still gets a proper status code (or, in a route, the next
+        # candidate) instead of a broken stream.
+        first = await anext(chunks, None)
+        if first is None:
+            raise InferenceFailed(f"model {model_id!r} ended its stream without any output")
+        return first, chunks
+
+    if candidates is None:
+        answer: Answer[tuple[dict[str, Any], Chunks]] = Answer(body.model, await start(body.model))
+    else:
+        answer = await first_answer(candidates, start)
+    first, rest = answer.result
     return StreamingResponse(
-        _events(first, chunks, model, _usage_wanted(body), counts),
+        _events(first, rest, answer.model_id, usage, http.app.state.metrics),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **_passed_over_header(answer.passed_over),
+        },
     )
 
 
+def _passed_over_header(passed_over: list[PassedOver]) -> dict[str, str]:
+    if not passed_over:
+        return {}
+    return {"X-Passed-Over": ", ".join(f"{p.model_id}={p.code}" for p in passed_over)}
+
+
 async def _events(
-    first: dict[str, Any] | None,
-    rest: AsyncIterator[dict[str, Any]],
-    model: str,
-    usage: bool,
-    counts: Metrics,
+    first: dict[str, Any], rest: Chunks, model: str, usage: bool, counts: Metrics
 ) -> AsyncIterator[bytes]:
+    last = first
     try:
-        if first is not None:
-            yield _event(first, model, usage)
+        yield _event(first, model, usage)
         async for chunk in rest:
             # llama.cpp puts usage on the last chunk whether or not the client asked.
             counts.count_tokens(model, completion_tokens(chunk))
+            last = chunk
             yield _event(chunk, model, usage)
-    except OrchestratorError as exc:
+    except Exception as exc:
+        # Never a silent truncation: the choice ends with finish_reason "error", then
+        # the error itself follows in the one envelope.
+        if not isinstance(exc, OrchestratorError):
+            log.exception("unexpected error mid-stream")
+            exc = OrchestratorError("internal error; see the service log for the request id")
+        yield _event(_error_finish(last), model, usage=False)
         yield b"data: " + error_body(exc) + b"\n\n"
     yield b"data: [DONE]\n\n"
+
+
+def _error_finish(last: dict[str, Any]) -> dict[str, Any]:
+    completion = last.get("object") == "text_completion"
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "error"}
+    if completion:
+        choice["text"] = ""
+    else:
+        choice["delta"] = {}
+    return {
+        "id": last.get("id", ""),
+        "object": last.get("object", "chat.completion.chunk"),
+        "created": last.get("created", int(time.time())),
+        "choices": [choice],
+    }
 
 
 def _event(chunk: dict[str, Any], model: str, usage: bool) -> bytes:

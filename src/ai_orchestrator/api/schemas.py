@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from ai_orchestrator.catalogue import Strategy, Task
+
+INT32_MAX = 2**31 - 1
+UINT32_MAX = 2**32 - 1
+
+KEEP_ALIVE_DOC = (
+    "Seconds the model stays loaded after this request (negative: for ever); "
+    "replaces the catalogue's keep-alive for this model from now on."
+)
 
 
 class InferenceRequest(BaseModel):
@@ -14,14 +24,74 @@ class InferenceRequest(BaseModel):
     model_id: str = Field(min_length=1, max_length=128)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
+    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
+class OrchestratedRequest(BaseModel):
+    """Either a ``route`` from the catalogue, or a ``task`` with optional ``candidates``
+    (every model of the task when left out) and a ``strategy``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Task | None = None
+    route: str | None = None
+    strategy: Strategy | None = None
+    candidates: list[str] | None = Field(default=None, min_length=1, max_length=16)
+    inputs: str | list[Any]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
+class BatchRequest(BaseModel):
+    """Many inputs for one model; each item is what ``inputs`` is in /api/inference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(min_length=1, max_length=128)
+    inputs: list[Any] = Field(min_length=1, max_length=256)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
+class ParallelRequest(BaseModel):
+    """One input for several models, answered side by side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_ids: list[str] = Field(min_length=1, max_length=16)
+    inputs: str | list[Any]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
+class EnsembleRequest(BaseModel):
+    """Classification by several models combined; each member must answer by the deadline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_ids: list[str] = Field(min_length=1, max_length=16)
+    inputs: list[Any]
+    method: Literal["vote", "average"] = "vote"
+    deadline_ms: float | None = Field(default=None, gt=0)
+    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"]
+    text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A chat message. Only text is supported: extra keys (tool calls, images) are refused
+    here rather than passed to llama.cpp, which would fail on them."""
 
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[TextPart]
+    name: str | None = Field(default=None, max_length=64)
 
 
 class StreamOptions(BaseModel):
@@ -33,15 +103,17 @@ class GenerationParameters(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    # llama.cpp reads these as 32-bit integers: larger values would wrap around.
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=UINT32_MAX)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     n: int = Field(default=1, ge=1, le=1)
+    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
     @field_validator("stop")
     @classmethod
@@ -52,7 +124,9 @@ class GenerationParameters(BaseModel):
 
     def backend_options(self) -> dict[str, Any]:
         """The parameters as the llama.cpp OpenAI-style request takes them."""
-        options = self.model_dump(exclude_none=True, exclude={"n", "max_completion_tokens"})
+        options = self.model_dump(
+            exclude_none=True, exclude={"n", "max_completion_tokens", "keep_alive"}
+        )
         if self.max_completion_tokens is not None:
             options["max_tokens"] = self.max_completion_tokens
         return options
@@ -61,14 +135,14 @@ class GenerationParameters(BaseModel):
 class ChatCompletionRequest(GenerationParameters):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
 
 class CompletionRequest(GenerationParameters):
     model: str = Field(min_length=1)
     prompt: str | list[str]
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
     @field_validator("prompt")
@@ -83,6 +157,7 @@ class EmbeddingRequest(BaseModel):
     model: str = Field(min_length=1)
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
+    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
     @field_validator("input")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,12 @@ class ModelHandle(ABC):
         """
         return False
 
+    def footprint_bytes(self) -> int | None:
+        """Memory the model holds, when the backend knows it better than the change in the
+        process's resident memory during the load (which other threads' allocations blur).
+        None lets the service measure it."""
+        return None
+
     def signature(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         """The tensor inputs and outputs, for metadata; empty for models without tensors."""
         return [], []
@@ -74,6 +81,11 @@ class ModelHandle(ABC):
 
     def complete(self, request: dict[str, Any]) -> Generation:
         raise UnsupportedTask("this model does not complete text")
+
+    def generate(self, kind: str, request: dict[str, Any], stop: threading.Event) -> Generation:
+        """Run a chat or completion to the end, or until ``stop`` is set; backends that
+        cannot stop early just finish."""
+        return self.chat(request) if kind == "chat" else self.complete(request)
 
     def stream(self, kind: str, request: dict[str, Any], sink: ChunkSink) -> None:
         """Generate for a chat or completion request, passing each chunk to ``sink``."""

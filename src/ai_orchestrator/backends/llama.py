@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +49,20 @@ def _raise_for_error(response: Any) -> dict[str, Any]:
     code = error.get("code") if isinstance(error, dict) else None
     if code == 400 or (isinstance(error, dict) and error.get("type") == "invalid_request_error"):
         raise InvalidInput(message)
+    # llama.cpp reports an embedding input longer than its batch as a server error,
+    # though it is the request's size that is wrong.
+    if "too large to process" in message or "exceeds the available context" in message:
+        raise InvalidInput(message)
     raise InferenceFailed(f"llama.cpp failed: {message}")
 
 
 def _call(handler: Any, *args: Any) -> Any:
     try:
         return handler(*args)
-    except ValueError as exc:  # the binding's own check of the request's shape
+    # The binding checks the request before generating anything and reports what it
+    # refuses (a wrong shape, an image part, malformed tool calls) as ValueError or
+    # RuntimeError; failures while generating come back as an "error" object instead.
+    except (ValueError, RuntimeError) as exc:
         raise InvalidInput(str(exc)) from exc
 
 
@@ -88,6 +97,19 @@ class LlamaHandle(ModelHandle):
         if failure:
             _raise_for_error(failure[0])
 
+    def generate(self, kind: str, request: dict[str, Any], stop: threading.Event) -> Generation:
+        # Streamed underneath, because only a stream can be told to stop: llama.cpp's
+        # one-shot handlers run to max_tokens even after the client has gone.
+        chunks: list[dict[str, Any]] = []
+
+        def sink(chunk: dict[str, Any]) -> bool:
+            chunks.append(chunk)
+            return stop.is_set()
+
+        streamed = {**request, "stream_options": {"include_usage": True}}
+        self.stream(kind, streamed, sink)
+        return Generation(assemble(kind, chunks))
+
     def embed(self, texts: list[str]) -> Embeddings:
         response = _raise_for_error(_call(self._server.handle_embeddings, {"input": texts}))
         ordered = sorted(response["data"], key=lambda item: item["index"])
@@ -103,6 +125,30 @@ class LlamaHandle(ModelHandle):
         _trim_heap()
 
 
+def assemble(kind: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one-shot response that the streamed chunks of one choice add up to."""
+    text, finish, usage = [], None, None
+    for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            part = choice.get("delta", {}).get("content") if kind == "chat" else choice.get("text")
+            text.append(part or "")
+            finish = choice.get("finish_reason") or finish
+    first = chunks[0] if chunks else {}
+    if kind == "chat":
+        choice = {"index": 0, "message": {"role": "assistant", "content": "".join(text)}}
+    else:
+        choice = {"index": 0, "text": "".join(text), "logprobs": None}
+    return {
+        "id": first.get("id", ""),
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": first.get("created", 0),
+        "model": first.get("model", ""),
+        "choices": [{**choice, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
 class LlamaBackend(Backend):
     name = "llama_cpp"
 
@@ -116,7 +162,8 @@ class LlamaBackend(Backend):
         params.cache_ram_mib = int(options["cache_ram_mib"])
         params.cpuparams.n_threads = self.settings.llm_threads
         params.cpuparams_batch.n_threads = self.settings.llm_threads
-        params.verbosity = 0
+        # Errors only: llama.cpp writes straight to stderr, outside our log format.
+        params.verbosity = 1
         params.endpoint_metrics = True  # for _wait_serving; the binding's socket is private
         if entry.task is Task.EMBEDDINGS:
             params.embedding = True
@@ -126,11 +173,19 @@ class LlamaBackend(Backend):
         # it; the service stays the only thing listening on the network.
         workdir = Path(tempfile.mkdtemp(prefix=f"aio-{entry.id}-"))
         params.hostnames = [str(workdir / "llama.sock")]
+        # Even that socket answers nobody without this random key, runs one HTTP thread
+        # instead of five, and does not show prompts on its /slots page.
+        params.api_keys = [secrets.token_hex(24)]
+        params.n_threads_http = 1
+        params.endpoint_slots = False
         try:
             server = xlc.Server(params)
         except Exception as exc:  # the binding raises plain RuntimeErrors
             shutil.rmtree(workdir, ignore_errors=True)
-            raise ModelLoadFailed(f"model {entry.id!r}: llama.cpp refused the file: {exc}") from exc
+            message = str(exc).replace(str(path), str(entry.path))
+            raise ModelLoadFailed(
+                f"model {entry.id!r}: llama.cpp refused the file: {message}"
+            ) from exc
         _wait_serving(server)
         return LlamaHandle(server, workdir)
 

@@ -53,9 +53,11 @@ class OnnxHandle(ModelHandle):
         return self._inputs, self._outputs
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = {spec.name for spec in self._inputs} - inputs.keys()
-        if missing:
+        expected = {spec.name for spec in self._inputs}
+        if missing := expected - inputs.keys():
             raise InvalidInput(f"missing input tensor(s): {', '.join(sorted(missing))}")
+        if unknown := inputs.keys() - expected:
+            raise InvalidInput(f"unknown input tensor(s): {', '.join(sorted(unknown))}")
         feeds = {}
         for spec in self._inputs:
             array = np.asarray(inputs[spec.name], dtype=self._input_dtypes[spec.name])
@@ -116,6 +118,7 @@ class OnnxBackend(Backend):
             )
         except Exception as exc:  # the library raises its own untyped errors
             raise ModelLoadFailed(
-                f"model {entry.id!r}: ONNX Runtime refused the file: {exc}"
+                f"model {entry.id!r}: ONNX Runtime refused the file "
+                f"{entry.path}: {str(exc).replace(str(path), str(entry.path))}"
             ) from exc
         return OnnxHandle(session)

@@ -1,0 +1,120 @@
+"""The compose files: valid for this machine's docker-compose, hardened, and working."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.container.engine import ROOT, get, inspect
+
+COMPOSE = ROOT / "deploy" / "compose"
+ENVIRONMENTS = ("dev", "test", "staging", "prod")
+
+
+def compose(env: str, *args: str, project: str = "aio-check", timeout: float = 180) -> str:
+    executable = shutil.which("docker-compose")
+    if executable is None:
+        pytest.skip("NO docker-compose COMMAND, COMPOSE TESTS NOT RUN")
+    result = subprocess.run(
+        [executable, "-f", str(COMPOSE / f"{env}.yml"), "-p", project, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "AIO_PUBLISH": "127.0.0.1:"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def configs() -> dict[str, dict[str, Any]]:
+    """Each compose file as docker-compose itself reads it."""
+    return {env: yaml.safe_load(compose(env, "config")) for env in ENVIRONMENTS}
+
+
+@pytest.fixture(params=ENVIRONMENTS)
+def service(
+    request: pytest.FixtureRequest, configs: dict[str, dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    env: str = request.param
+    (spec,) = configs[env]["services"].values()
+    return env, spec
+
+
+def test_compose_file_limits_memory_cpu_and_processes(service: tuple[str, dict[str, Any]]) -> None:
+    _, spec = service
+    assert spec["mem_limit"]
+    assert spec["cpus"]
+    assert spec["pids_limit"] > 0
+
+
+def test_compose_file_drops_capabilities_and_forbids_new_privileges(
+    service: tuple[str, dict[str, Any]],
+) -> None:
+    _, spec = service
+    assert spec["cap_drop"] == ["ALL"]
+    assert spec["security_opt"] == ["no-new-privileges:true"]
+
+
+def test_compose_file_has_read_only_root_and_tmpfs_except_in_dev(
+    service: tuple[str, dict[str, Any]],
+) -> None:
+    env, spec = service
+    assert spec["read_only"] is (env != "dev")
+    assert any(mount.startswith("/tmp") for mount in spec["tmpfs"])
+
+
+def test_compose_file_has_healthcheck_and_restart_policy(
+    service: tuple[str, dict[str, Any]],
+) -> None:
+    env, spec = service
+    if env == "test":
+        # The test container exits with the suite's status; that is its check.
+        assert spec["healthcheck"] == {"test": ["NONE"]}
+        assert spec["restart"] == "no"
+    else:
+        assert spec["healthcheck"]["interval"]
+        assert spec["restart"] == ("no" if env == "dev" else "unless-stopped")
+
+
+def test_compose_file_puts_the_service_on_an_internal_network(
+    service: tuple[str, dict[str, Any]], configs: dict[str, dict[str, Any]]
+) -> None:
+    env, spec = service
+    config = configs[env]
+    assert "backend" in spec["networks"]
+    assert config["networks"]["backend"]["internal"] is True
+    for name in spec["networks"]:
+        network = config["networks"][name]
+        assert network.get("internal") or network["driver_opts"] == {
+            "com.docker.network.bridge.enable_ip_masquerade": "false"
+        }
+
+
+def test_prod_compose_environment_starts_healthy_with_its_limits(image: dict[str, str]) -> None:
+    project = "aio-compose-test"
+    try:
+        compose("prod", "up", "-d", "--no-build", project=project)
+        container_id = compose("prod", "ps", "-q", project=project).strip()
+        deadline = time.monotonic() + 60
+        while inspect(container_id)["State"]["Health"]["Status"] != "healthy":
+            assert time.monotonic() < deadline, "prod compose service never became healthy"
+            time.sleep(0.5)
+        details = inspect(container_id)
+        host = details["HostConfig"]
+        assert host["ReadonlyRootfs"] is True
+        assert host["CapDrop"] == ["ALL"]
+        assert host["Memory"] == 1024**3
+        assert host["PidsLimit"] == 128
+        binding = details["NetworkSettings"]["Ports"]["8000/tcp"][0]
+        assert binding["HostIp"] == "127.0.0.1"
+        assert get(f"http://127.0.0.1:{binding['HostPort']}/health/ready")[0] == 200
+    finally:
+        compose("prod", "down", "--volumes", "--timeout", "30", project=project)

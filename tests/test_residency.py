@@ -153,6 +153,7 @@ async def test_load_over_budget_evicts_the_least_recently_used_idle_model(
         "digits-c": ModelState.READY,
     }
     assert manager.resident_bytes() <= manager.budget_bytes
+    assert [manager.status(m).evictions for m in ("digits-a", "digits-b")] == [0, 1]
     await manager.close()
 
 

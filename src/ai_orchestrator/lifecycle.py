@@ -64,6 +64,8 @@ class ModelStatus:
     loaded_at: float | None
     pinned: bool
     keep_alive_s: float
+    evictions: int
+    """Times the model was unloaded to make room for another under the memory budget."""
 
 
 class _Slot:
@@ -83,6 +85,7 @@ class _Slot:
         # Footprint of the last load, kept across unloads to estimate the next one.
         self.known_bytes: int | None = None
         self.last_used = 0.0
+        self.evictions = 0
         self.keep_alive_override: float | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self.waiting_for_room = False
@@ -125,6 +128,7 @@ class ModelManager:
             loaded_at=slot.loaded_at,
             pinned=slot.entry.pinned,
             keep_alive_s=self._keep_alive(slot),
+            evictions=slot.evictions,
         )
 
     def resident_bytes(self) -> int:
@@ -330,6 +334,8 @@ class ModelManager:
             freed += victim.memory_bytes or 0
         if freed < excess:
             return []
+        for victim in victims:
+            victim.evictions += 1
         return [self._evict(victim, "memory budget") for victim in victims]
 
     def _evict(self, slot: _Slot, reason: str) -> asyncio.Task[None]:

@@ -16,7 +16,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ai_orchestrator.lifecycle import ModelManager, ModelState
@@ -47,15 +47,6 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
-        # TODO(#4): incremented when residency evicts a model; stays 0 until that lands.
-        self.evictions = Counter(
-            "aio_model_evictions",
-            "Models unloaded to make room for another, by model",
-            ["model"],
-            registry=self.registry,
-        )
-        for entry in models.catalogue:
-            self.evictions.labels(entry.id)
         ProcessCollector(registry=self.registry)
         self.registry.register(_ModelCollector(models))
 
@@ -90,11 +81,17 @@ class _ModelCollector(Collector):
         queue = GaugeMetricFamily(
             "aio_model_queue_depth", "Requests holding or waiting for the model", labels=labels
         )
+        evictions = CounterMetricFamily(
+            "aio_model_evictions",
+            "Times the model was unloaded to make room for another under the memory budget",
+            labels=labels,
+        )
         for status in self.models.statuses():
+            evictions.add_metric([status.id], status.evictions)
             ready.add_metric([status.id], float(status.state is ModelState.READY))
             queue.add_metric([status.id], status.in_flight)
             if status.load_seconds is not None:
                 load.add_metric([status.id], status.load_seconds)
             if status.memory_bytes is not None:
                 memory.add_metric([status.id], status.memory_bytes)
-        yield from (ready, load, memory, queue)
+        yield from (ready, load, memory, queue, evictions)

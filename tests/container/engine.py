@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import secrets
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +29,31 @@ HARDENED = (
     "--security-opt",
     "no-new-privileges",
 )
+# staging and prod refuse to start without API keys: the tests mount this file as the
+# secret they read (AIO_API_KEYS_FILE), and send the inference key with every request.
+INFERENCE_KEY = "inference-" + secrets.token_hex(16)
+ADMIN_KEY = "admin-" + secrets.token_hex(16)
+KEYED_ENVIRONMENTS = ("staging", "prod")
+SECRET_PATH = "/run/secrets/api_keys"
+
+
+@functools.cache
+def api_keys_file() -> Path:
+    """The key file on the host, readable by the containers' non-root user."""
+    path = Path(tempfile.mkdtemp(prefix="aio-keys-")) / "api_keys"
+    path.write_text(f"inference:{INFERENCE_KEY}\nadmin:{ADMIN_KEY}\n")
+    path.parent.chmod(0o755)
+    path.chmod(0o644)
+    return path
+
+
+def key_options(image: str) -> tuple[str, ...]:
+    """docker run options that give a staging or prod image its key file."""
+    if image.rsplit(":", 1)[-1] not in KEYED_ENVIRONMENTS:
+        return ()
+    return ("-v", f"{api_keys_file()}:{SECRET_PATH}:ro", "-e", f"AIO_API_KEYS_FILE={SECRET_PATH}")
+
+
 # Never through a proxy: the containers are on this machine.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -109,7 +137,9 @@ class Container:
 def running(image: str, *options: str, command: tuple[str, ...] = ()) -> Iterator[Container]:
     """A detached container with port 8000 published on an ephemeral loopback port."""
     started = time.monotonic()
-    cid = docker("run", "-d", "-p", "127.0.0.1::8000", *options, image, *command).stdout.strip()
+    keys = key_options(image)
+    run = docker("run", "-d", "-p", "127.0.0.1::8000", *keys, *options, image, *command)
+    cid = run.stdout.strip()
     try:
         port = int(docker("port", cid, "8000/tcp").stdout.splitlines()[0].rsplit(":", 1)[1])
         yield Container(cid, port, started)
@@ -126,9 +156,8 @@ def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {INFERENCE_KEY}"}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             return response.status, json.load(response)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.container.engine import ROOT, get, inspect
+from tests.container.engine import ROOT, api_keys_file, get, inspect
 
 COMPOSE = ROOT / "deploy" / "compose"
 ENVIRONMENTS = ("dev", "test", "staging", "prod")
@@ -27,7 +27,11 @@ def compose(env: str, *args: str, project: str = "aio-check", timeout: float = 1
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "AIO_PUBLISH": "127.0.0.1:"},
+        env={
+            **os.environ,
+            "AIO_PUBLISH": "127.0.0.1:",
+            "AIO_API_KEYS_FILE_ON_HOST": str(api_keys_file()),
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout

@@ -117,3 +117,20 @@ def test_dev_image_reloads_when_a_bind_mounted_source_file_changes(
             time.sleep(0.2)
         assert marker in container.logs(), container.logs()[-3000:]
         assert seconds_until_ready(container, limit=90) > 0
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_image_refuses_to_start_without_an_api_key_file(image: dict[str, str], env: str) -> None:
+    result = docker("run", "--rm", *HARDENED, image[env], check=False, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "AIO_API_KEYS_FILE" in result.stderr
+
+
+def test_prod_api_answers_only_with_a_key(image: dict[str, str]) -> None:
+    with running(image["prod"], *HARDENED) as container:
+        seconds_until_ready(container)
+        assert get(container.url("/api/models"))[0] == 401
+        body = {"model_id": "digits-classifier", "inputs": [[0] * 64]}
+        status, answer = post_json(container.url("/api/inference"), body)
+        assert status == 200, answer
+        assert len(answer["outputs"]["labels"]) == 1

@@ -103,7 +103,8 @@ def test_compose_file_puts_the_service_on_an_internal_network(
 
 
 def test_prod_compose_environment_starts_healthy_with_its_limits(image: dict[str, str]) -> None:
-    project = "aio-compose-test"
+    # Unique: other checkouts on this machine may run the same test on the same engine.
+    project = f"aio-compose-test-{os.getpid()}"
     try:
         compose("prod", "up", "-d", "--no-build", project=project)
         container_id = compose("prod", "ps", "-q", project=project).strip()

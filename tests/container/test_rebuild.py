@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def test_code_only_change_rebuilds_only_the_last_layers_of_prod(
 ) -> None:
     module = context_copy / "src" / "ai_orchestrator" / "api" / "app.py"
     module.write_text(module.read_text() + "\n# A code-only change, made by the rebuild test.\n")
-    tag = "alt-las/ai-orchestrator:prod-code-change"
+    tag = f"alt-las/ai-orchestrator:prod-code-change-{os.getpid()}"
     try:
         rebuilt = build("prod", tag, context_copy, build_args)
     finally:

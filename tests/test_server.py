@@ -204,6 +204,17 @@ def test_service_listens_on_its_port_only(service: ServiceProcess) -> None:
     assert service.listening_ports() == {service.port}
 
 
+def wait_until_idle(service: ServiceProcess, after: str) -> None:
+    """Within 10 s the LLM holds no request in flight, long before 900 tokens could end."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{service.url}/api/models/{LLM}/status").json()
+        if status["in_flight"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"generation still running after {after}: {status}")
+
+
 def test_client_disconnect_stops_the_generation(service: ServiceProcess) -> None:
     request = {
         "model": LLM,
@@ -215,13 +226,7 @@ def test_client_disconnect_stops_the_generation(service: ServiceProcess) -> None
         lines = r.iter_lines()
         assert next(line for line in lines if line.startswith("data:"))
     # The generation stops at its next token, and the model stops counting it in flight.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{service.url}/api/models/{LLM}/status").json()
-        if status["in_flight"] == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"generation still running after the client left: {status}")
+    wait_until_idle(service, "the client left")
 
 
 def test_client_timeout_on_a_one_shot_chat_stops_the_generation(service: ServiceProcess) -> None:
@@ -233,13 +238,7 @@ def test_client_timeout_on_a_one_shot_chat_stops_the_generation(service: Service
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{service.url}/v1/chat/completions", json=request, timeout=2)
     # Without the stop, the model would stay busy for all 900 tokens.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{service.url}/api/models/{LLM}/status").json()
-        if status["in_flight"] == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"generation still running after the client timed out: {status}")
+    wait_until_idle(service, "the client timed out")
 
 
 def test_sigterm_lets_the_in_flight_request_finish_and_exits_zero() -> None:

@@ -42,13 +42,29 @@ def is_ready(port: int) -> bool:
         return False
 
 
-def start_to_healthy(image: str, hardened: bool) -> tuple[float, float]:
+def key_file_options(directory: Path) -> list[str]:
+    """Staging and prod refuse to start without a key file: mount one, as a secret."""
+    keys = directory / "api_keys"
+    keys.write_text("admin:bench-images-key-0123456789\n")
+    keys.chmod(0o644)
+    return [
+        "-v",
+        f"{keys}:/run/secrets/api_keys:ro",
+        "-e",
+        "AIO_API_KEYS_FILE=/run/secrets/api_keys",
+    ]
+
+
+def start_to_healthy(image: str, hardened: bool, keys: list[str]) -> tuple[float, float]:
     started = time.monotonic()
-    options = HARDENED if hardened else []
+    options = [*(HARDENED if hardened else []), *keys]
     cid = docker("run", "-d", "-p", "127.0.0.1::8000", *options, image).strip()
     try:
         port = int(docker("port", cid, "8000/tcp").splitlines()[0].rsplit(":", 1)[1])
         while not is_ready(port):
+            state = json.loads(docker("inspect", cid))[0]["State"]
+            if not state["Running"] or time.monotonic() - started > 120:
+                raise SystemExit(f"{image} never became ready:\n{docker('logs', cid)}")
             time.sleep(0.02)
         ready = time.monotonic() - started
         while docker("inspect", "-f", "{{.State.Health.Status}}", cid).strip() != "healthy":
@@ -84,13 +100,15 @@ def main() -> None:
     parser.add_argument("--env", action="append", choices=ENVIRONMENTS)
     args = parser.parse_args()
     base = os.environ.get("PYTHON_IMAGE") or "alt-las/python-base:3.11-bookworm-local"
+    keys = key_file_options(Path(tempfile.mkdtemp(prefix="bench-images-")))
     print(f"{'image':34} {'size MB':>8} {'ready s':>8} {'healthy s':>10} {'rebuild s':>10}")
     for env in args.env or ENVIRONMENTS:
         image = f"alt-las/ai-orchestrator:{env}"
         size = json.loads(docker("image", "inspect", image))[0]["Size"] / 1e6
         ready = healthy = "-"
         if env in SERVING:
-            runs = [start_to_healthy(image, hardened=env != "dev") for _ in range(args.runs)]
+            hardened = env != "dev"
+            runs = [start_to_healthy(image, hardened, keys) for _ in range(args.runs)]
             ready = f"{statistics.median(r for r, _ in runs):.2f}"
             healthy = f"{statistics.median(h for _, h in runs):.2f}"
         rebuild = code_only_rebuild(env, base)

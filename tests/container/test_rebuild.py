@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 from tests.container.engine import build, docker
@@ -23,7 +24,8 @@ def test_code_only_change_rebuilds_only_the_last_layers_of_prod(
     image: dict[str, str], build_args: dict[str, str], context_copy: Path
 ) -> None:
     module = context_copy / "src" / "ai_orchestrator" / "api" / "app.py"
-    module.write_text(module.read_text() + "\n# A code-only change, made by the rebuild test.\n")
+    # Unique, or the engine would find this very change in its cache from an earlier run.
+    module.write_text(module.read_text() + f"\n# A code-only change: {uuid.uuid4().hex}\n")
     tag = f"alt-las/ai-orchestrator:prod-code-change-{os.getpid()}"
     try:
         rebuilt = build("prod", tag, context_copy, build_args)

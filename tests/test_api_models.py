@@ -151,6 +151,12 @@ async def test_body_over_the_limit_is_413(settings: Settings) -> None:
     assert_envelope(response, 413, "body_too_large")
 
 
+def test_the_direct_inference_route_is_in_the_openapi_document(settings: Settings) -> None:
+    operation = create_app(settings).openapi()["paths"]["/api/inference"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["required"]) == {"model_id", "inputs"}
+
+
 async def test_unknown_route_and_wrong_method_use_the_envelope(client: httpx.AsyncClient) -> None:
     assert_envelope(await client.get("/api/nothing"), 404, "not_found")
     assert_envelope(await client.get("/api/inference"), 405, "method_not_allowed")

@@ -134,6 +134,20 @@ async def test_cors_preflight_from_an_allowed_origin_needs_no_key(service: FastA
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
 
 
+@pytest.mark.parametrize("service", [{"cors_origins": ("http://localhost:3000",)}], indirect=True)
+async def test_errors_of_the_direct_inference_route_carry_cors_headers(service: FastAPI) -> None:
+    # /api/inference is served ahead of FastAPI's router; its errors must still pass
+    # through the CORS middleware, or a browser cannot read them.
+    async with client_for(service) as http:
+        response = await http.post(
+            "/api/inference",
+            json={"model_id": "nope", "inputs": [ROW]},
+            headers={"Origin": "http://localhost:3000"},
+        )
+    assert_envelope(response, 404, "model_not_found")
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
 async def test_no_cors_headers_by_default_outside_development(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/models", headers={"Origin": "http://localhost:3000"})
     assert "access-control-allow-origin" not in response.headers

@@ -114,6 +114,20 @@ def test_stop_sequence_ends_the_text_before_it(client: openai.OpenAI) -> None:
     assert completion.choices[0].finish_reason == "stop"
 
 
+def test_ignore_eos_generates_every_token_asked_for(client: openai.OpenAI) -> None:
+    # "Say hi." is answered in a few tokens; with ignore_eos the model must go on.
+    completion = client.chat.completions.create(
+        model=LLM,
+        messages=[{"role": "user", "content": "Say hi."}],
+        max_tokens=48,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 48
+    assert completion.choices[0].finish_reason == "length"
+
+
 def test_text_completion_continues_the_prompt(client: openai.OpenAI) -> None:
     completion = client.completions.create(
         model=LLM, prompt="The capital of France is", max_tokens=8, temperature=0
@@ -220,6 +234,7 @@ def test_client_disconnect_stops_the_generation(service: ServiceProcess) -> None
         "model": LLM,
         "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
         "max_tokens": 900,
+        "ignore_eos": True,  # the answer cannot end on its own before the test is done
         "stream": True,
     }
     with httpx.stream("POST", f"{service.url}/v1/chat/completions", json=request, timeout=60) as r:
@@ -234,6 +249,7 @@ def test_client_timeout_on_a_one_shot_chat_stops_the_generation(service: Service
         "model": LLM,
         "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
         "max_tokens": 900,
+        "ignore_eos": True,  # the answer cannot end on its own before the test is done
     }
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{service.url}/v1/chat/completions", json=request, timeout=2)

@@ -77,8 +77,9 @@ class Batcher:
     async def _run(self, batch: list[_Pending]) -> None:
         if not batch:
             return
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
         try:
-            result = await self._classify(np.concatenate([p.rows for p in batch]))
+            result = await self._classify(rows)
         except Exception as exc:
             if isinstance(exc, OrchestratorError) and len(batch) > 1:
                 # One bad request must not fail the others: each runs alone for its answer.
@@ -88,6 +89,10 @@ class Batcher:
             for pending in batch:
                 if not pending.done.done():
                     pending.done.set_exception(exc)
+            return
+        if len(batch) == 1:
+            if not batch[0].done.done():
+                batch[0].done.set_result(result)
             return
         start = 0
         for pending in batch:

@@ -22,6 +22,18 @@ class InvalidInput(OrchestratorError):
     code = "invalid_input"
 
 
+class InvalidRequest(OrchestratorError):
+    """The request body does not have the fields and types the route expects."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidJson(OrchestratorError):
+    status = 400
+    code = "invalid_json"
+
+
 class ModelNotFound(OrchestratorError):
     status = 404
     code = "model_not_found"

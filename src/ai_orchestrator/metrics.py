@@ -49,10 +49,21 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_ModelCollector(models))
+        # The labelled children, kept: looking them up in the library on every request
+        # costs more than counting. Routes and methods are bounded, so is this.
+        self._per_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self._requests.labels(route, method, str(status)).inc()
-        self._latency.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self._per_request.get(key)
+        if children is None:
+            children = (
+                self._requests.labels(route, method, str(status)),
+                self._latency.labels(route),
+            )
+            self._per_request[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def count_tokens(self, model_id: str, tokens: int) -> None:
         if tokens > 0:

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     """Serve /docs and /openapi.json; defaults to off in production."""
 
+    opentelemetry: bool = False
+    """FastAPI's OpenTelemetry spans, metrics and logs, sent to the providers configured in
+    the process. Off by default: its per-request check costs as much as a classifier call,
+    and the service's own metrics are Prometheus."""
+
     catalogue: Path = Path("models/catalogue.yaml")
     """Path of the catalogue file (YAML) listing the models the service may load."""
 

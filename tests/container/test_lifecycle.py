@@ -72,6 +72,7 @@ def chat(url: str, result: dict[str, Any]) -> None:
         # A long answer, so that it is still being generated when the signal comes.
         "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
         "max_tokens": 300,
+        "ignore_eos": True,
         "temperature": 0,
     }
     result["status"], result["body"] = post_json(url, body, timeout=120)

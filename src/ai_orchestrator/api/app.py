@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from ai_orchestrator import __version__
 from ai_orchestrator.api import health, metrics, models, oip, openai, orchestrated
+from ai_orchestrator.api.direct import DirectRoutes
 from ai_orchestrator.api.errors import install_error_handlers
 from ai_orchestrator.api.middleware import RequestContext
 from ai_orchestrator.api.security import Deadline, Guard
@@ -55,20 +58,46 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
     )
     app.state.orchestrator = orchestrator
     app.state.metrics = Metrics(orchestrator.models)
     install_error_handlers(app)
+    inference = models.Inference(orchestrator, app.state.metrics)
+    direct = [Route("/api/inference", inference, methods=["POST"], include_in_schema=False)]
+    _document(app, {"/api/inference": {"post": inference.openapi()}})
     # Inference routes come first, since a request is matched against routes in order.
     for module in (models, orchestrated, openai, oip, health, metrics):
         app.include_router(module.router)
-    _add_middleware(app, settings, keys)
+    # Also in the router, so that another method on the path gets 405 and a refused
+    # request is labelled with its route.
+    app.router.routes[:0] = direct
+    _add_middleware(app, settings, keys, direct)
     return app
 
 
-def _add_middleware(app: FastAPI, settings: Settings, keys: KeyRing | None) -> None:
+def _document(app: FastAPI, paths: dict[str, Any]) -> None:
+    """Add the direct routes' operations to the OpenAPI document FastAPI generates."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            generate()["paths"].update(paths)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_middleware(
+    app: FastAPI, settings: Settings, keys: KeyRing | None, direct: list[Route]
+) -> None:
     """Outermost last: request context, CORS (so refusals carry CORS headers too and
-    preflights need no key), keys and rate, then the deadline."""
+    preflights need no key), keys and rate, the deadline, then the direct routes."""
+    app.add_middleware(DirectRoutes, routes=direct)
     app.add_middleware(Deadline, timeout_s=settings.request_timeout_s)
     limiter = None
     if settings.rate_limit_per_s > 0:

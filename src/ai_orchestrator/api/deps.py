@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fastapi import Request
+from starlette.types import Receive
 
 from ai_orchestrator.errors import ClientDisconnected
 from ai_orchestrator.metrics import Metrics
@@ -35,7 +36,7 @@ def completion_tokens(response: dict[str, Any]) -> int:
 T = TypeVar("T")
 
 
-async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     """Await ``work``, cancelling it if the client disconnects first.
 
     Neither uvicorn nor Starlette cancels a handler whose client has gone; without this,
@@ -45,7 +46,7 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
 
     async def watch() -> None:
         # The body has been read, so the next message can only be the disconnect.
-        while (await request.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
         task.cancel()
 

@@ -9,14 +9,15 @@ which answers a plain 500 with the request id and logs the traceback once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ai_orchestrator.errors import OrchestratorError
+from ai_orchestrator.errors import InvalidJson, InvalidRequest, OrchestratorError
 from ai_orchestrator.logs import request_id_var
 
 log = logging.getLogger("ai_orchestrator.http")
@@ -54,22 +55,31 @@ def error_body(exc: OrchestratorError) -> bytes:
     return bytes(envelope(exc.status, exc.code, exc.message, param=exc.param).body)
 
 
-async def _orchestrator_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, OrchestratorError)
+def error_response(exc: OrchestratorError) -> JSONResponse:
     if exc.status >= 500:
         log.warning("request failed: %s", exc.message, extra={"code": exc.code})
     return envelope(exc.status, exc.code, exc.message, param=exc.param, headers=exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
+def invalid_body(errors: Sequence[Any]) -> OrchestratorError:
+    """The first of pydantic's validation errors of a request body, as our error."""
+    first = errors[0]
     if first.get("type") == "json_invalid":
-        return envelope(400, "invalid_json", "the request body is not valid JSON")
+        return InvalidJson("the request body is not valid JSON")
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     field = ".".join(location)
     message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
-    return envelope(400, "invalid_request", message, param=field or None)
+    return InvalidRequest(message, param=field or None)
+
+
+async def _orchestrator_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OrchestratorError)
+    return error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(invalid_body(exc.errors()))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,12 +6,13 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends
 from pydantic import TypeAdapter, ValidationError
+from starlette.types import Receive, Scope, Send
 
 from ai_orchestrator.api.deps import completion_tokens, orchestrator, until_disconnected
+from ai_orchestrator.api.direct import read_body, send_json
+from ai_orchestrator.api.errors import invalid_body
 from ai_orchestrator.api.schemas import ChatMessage, GenerationParameters, InferenceRequest
 from ai_orchestrator.catalogue import CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
@@ -41,47 +42,56 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-# Registered first: routes are matched in order, and this is the busiest one.
-@router.post(
-    "/inference",
-    summary="Run one request on a catalogue model",
-    response_model=None,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}},
+class Inference:
+    """``POST /api/inference``, served by DirectRoutes as a plain ASGI app: this is the
+    busiest route, and FastAPI's request handling costs more than a classifier call."""
+
+    summary = "Run one request on a catalogue model"
+
+    def __init__(self, core: Orchestrator, metrics: Metrics) -> None:
+        self.core = core
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # pydantic-core parses the JSON straight from bytes, in one pass.
+        try:
+            body = InferenceRequest.model_validate_json(await read_body(receive))
+        except ValidationError as exc:
+            raise invalid_body(exc.errors(include_url=False)) from None
+        core = self.core
+        entry = core.entry_for(body.model_id)
+        started = time.perf_counter()
+        work = run_one(core, entry, body.inputs, body.parameters, body.keep_alive)
+        # Only generation is long enough to be worth watching the connection for.
+        generating = entry.task in (Task.CHAT, Task.TEXT_GENERATION)
+        outputs, usage = await (until_disconnected(receive, work) if generating else work)
+        if generating:
+            self.metrics.count_tokens(entry.id, completion_tokens({"usage": usage}))
+        await send_json(
+            send,
+            {
+                "model_id": entry.id,
+                "task": entry.task.value,
+                "outputs": outputs,
+                "usage": usage,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+
+    @staticmethod
+    def openapi() -> dict[str, Any]:
+        """The route's OpenAPI operation, since FastAPI documents only its own routes."""
+        response = {"description": "The model's outputs", "content": {"application/json": {}}}
+        return {
+            "tags": ["models"],
+            "summary": Inference.summary,
+            "operationId": "inference_api_inference_post",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}},
+            },
+            "responses": {"200": response},
         }
-    },
-)
-async def inference(http: Request) -> JSONResponse:
-    # The body is parsed by pydantic-core straight from bytes rather than through
-    # FastAPI's body parameter, which decodes the JSON in Python first and then validates
-    # it again: on the busiest route that halves the time spent outside the model.
-    try:
-        body = InferenceRequest.model_validate_json(await http.body())
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
-    core: Orchestrator = http.app.state.orchestrator
-    entry = core.entry_for(body.model_id)
-    started = time.perf_counter()
-    work = run_one(core, entry, body.inputs, body.parameters, body.keep_alive)
-    # Only generation is long enough to be worth watching the connection for.
-    generating = entry.task in (Task.CHAT, Task.TEXT_GENERATION)
-    outputs, usage = await (until_disconnected(http, work) if generating else work)
-    if generating:
-        metrics: Metrics = http.app.state.metrics
-        metrics.count_tokens(entry.id, completion_tokens({"usage": usage}))
-    # A JSONResponse is sent as it is; a returned dict would first be walked value by
-    # value by FastAPI's encoder, which is slow for long lists of probabilities.
-    return JSONResponse(
-        {
-            "model_id": entry.id,
-            "task": entry.task.value,
-            "outputs": outputs,
-            "usage": usage,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
-    )
 
 
 Outputs = tuple[dict[str, Any], dict[str, Any] | None]

@@ -116,11 +116,11 @@ async def _respond(
     if not body.stream:
         if candidates is None:
             work = core.generate(body.model, kind, request, keep_alive)
-            generation = await until_disconnected(http, work)
+            generation = await until_disconnected(http.receive, work)
             http.app.state.metrics.count_tokens(body.model, completion_tokens(generation.response))
             return {**generation.response, "model": body.model}
         done = await until_disconnected(
-            http,
+            http.receive,
             first_answer(
                 candidates, lambda model_id: core.generate(model_id, kind, request, keep_alive)
             ),

@@ -47,7 +47,7 @@ async def orchestrated(body: OrchestratedRequest, core: Core, http: Request) -> 
         entry = core.catalogue.get(model_id)
         return await run_one(core, entry, body.inputs, body.parameters, body.keep_alive)
 
-    answer = await until_disconnected(http, first_answer(ranked, call))
+    answer = await until_disconnected(http.receive, first_answer(ranked, call))
     outputs, usage = answer.result
     return {
         "model_id": answer.model_id,
@@ -68,7 +68,7 @@ async def batch(body: BatchRequest, core: Core, http: Request) -> dict[str, Any]
         (entry.id, run_one(core, entry, item, body.parameters, body.keep_alive))
         for item in body.inputs
     ]
-    outcomes = await until_disconnected(http, run_all(calls))
+    outcomes = await until_disconnected(http.receive, run_all(calls))
     return {"model_id": entry.id, "results": [_item(o) for o in outcomes]}
 
 
@@ -79,7 +79,7 @@ async def parallel(body: ParallelRequest, core: Core, http: Request) -> dict[str
         (entry.id, run_one(core, entry, body.inputs, body.parameters, body.keep_alive))
         for entry in entries
     ]
-    outcomes = await until_disconnected(http, run_all(calls))
+    outcomes = await until_disconnected(http.receive, run_all(calls))
     return {"results": [{"model_id": o.model_id, **_item(o)} for o in outcomes]}
 
 

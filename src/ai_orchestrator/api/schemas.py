@@ -113,6 +113,8 @@ class GenerationParameters(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     n: int = Field(default=1, ge=1, le=1)
+    # llama.cpp's extension (vLLM has it too): generate all max_tokens, for benchmarks.
+    ignore_eos: StrictBool | None = None
     keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
     @field_validator("stop")

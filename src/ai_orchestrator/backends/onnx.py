@@ -63,15 +63,20 @@ class OnnxHandle(ModelHandle):
             array = np.asarray(inputs[spec.name], dtype=self._input_dtypes[spec.name])
             _check_shape(spec, array.shape)
             feeds[spec.name] = array
+        rows = len(next(iter(feeds.values()))) if feeds else 1
+        values = self._timed_run(feeds, rows)
+        return {spec.name: value for spec, value in zip(self._outputs, values, strict=True)}
+
+    def _timed_run(self, feeds: dict[str, np.ndarray], rows: int) -> list[Any]:
+        """session.run, keeping a smoothed cost per row for ``is_quick``."""
         started = time.perf_counter()
-        values = self._session.run(None, feeds)
-        rows = max(len(next(iter(feeds.values()))), 1) if feeds else 1
-        per_row = (time.perf_counter() - started) / rows
+        values: list[Any] = self._session.run(None, feeds)
+        per_row = (time.perf_counter() - started) / max(rows, 1)
         previous = self._seconds_per_row
         self._seconds_per_row = (
             per_row if previous == float("inf") else 0.8 * previous + 0.2 * per_row
         )
-        return {spec.name: value for spec, value in zip(self._outputs, values, strict=True)}
+        return values
 
     def is_quick(self, rows: int) -> bool:
         return rows * self._seconds_per_row < QUICK_SECONDS
@@ -79,8 +84,10 @@ class OnnxHandle(ModelHandle):
     def classify(self, rows: np.ndarray) -> Classification:
         if len(self._inputs) != 1 or len(self._outputs) < 2:
             raise InvalidInput("this model is not a single-input classifier")
-        outputs = list(self.run({self._inputs[0].name: rows}).values())
-        labels, probabilities = outputs[0], outputs[1]
+        spec = self._inputs[0]
+        feed = np.asarray(rows, dtype=self._input_dtypes[spec.name])
+        _check_shape(spec, feed.shape)
+        labels, probabilities = self._timed_run({spec.name: feed}, len(feed))[:2]
         return Classification(
             labels=[int(label) for label in labels],
             probabilities=np.asarray(probabilities, dtype=np.float64).round(6).tolist(),

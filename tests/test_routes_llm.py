@@ -20,11 +20,12 @@ from ai_orchestrator.backends.llama import LlamaBackend
 from ai_orchestrator.catalogue import CatalogueEntry
 from ai_orchestrator.errors import InferenceFailed
 from ai_orchestrator.settings import Environment, Settings
-from tests.conftest import LLM, default_entries
+from tests.conftest import EMBEDDER, LLM, assert_envelope, default_entries
 from tests.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.llm
 BROKEN = "broken-chat"
+BROKEN_EMBEDDER = "broken-embedder"
 TINY = "tiny-llama"
 CHAT = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 8}
 
@@ -77,10 +78,19 @@ async def app(
         "metadata": {"cost": 0.01},
         "options": {"n_ctx": 512, "n_parallel": 1},
     }
-    models = [*default_entries(), broken, tiny]
+    (embedder,) = [entry for entry in default_entries() if entry["id"] == EMBEDDER]
+    broken_embedder = {**embedder, "id": BROKEN_EMBEDDER, "path": "missing.gguf"}
+    broken_embedder["metadata"] = {"cost": 0.0}
+    models = [*default_entries(), broken, tiny, broken_embedder]
     routes = [
         {"name": "chat", "task": "chat", "candidates": [BROKEN, LLM], "strategy": "cost"},
         {"name": "cheap", "task": "chat", "candidates": [LLM, TINY], "strategy": "cost"},
+        {
+            "name": "embed",
+            "task": "embeddings",
+            "candidates": [EMBEDDER, BROKEN_EMBEDDER],
+            "strategy": "cost",
+        },
     ]
     path = write_catalogue(models)
     path.write_text(json.dumps({"models": models, "routes": routes}))
@@ -109,6 +119,22 @@ async def test_route_model_id_falls_back_past_a_model_whose_file_is_missing(
     assert response.status_code == 200, response.text
     assert response.json()["model"] == LLM
     assert response.headers["x-passed-over"] == f"{BROKEN}=model_load_failed"
+
+
+async def test_embeddings_route_falls_back_past_a_model_whose_file_is_missing(
+    api: httpx.AsyncClient,
+) -> None:
+    body = {"model": "route:embed", "input": ["a cat", "a dog"]}
+    response = await api.post("/v1/embeddings", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == EMBEDDER
+    assert len(response.json()["data"]) == 2
+    assert response.headers["x-passed-over"] == f"{BROKEN_EMBEDDER}=model_load_failed"
+
+
+async def test_a_chat_route_is_refused_on_the_embeddings_endpoint(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/embeddings", json={"model": "route:chat", "input": "a cat"})
+    assert_envelope(response, 400, "unsupported_task")
 
 
 async def test_route_answers_with_its_cheapest_real_model(api: httpx.AsyncClient) -> None:

@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ai_orchestrator.api.deps import completion_tokens, orchestrator, until_disconnected
 from ai_orchestrator.api.errors import error_body
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from ai_orchestrator.backends.base import Embeddings
 from ai_orchestrator.catalogue import ROUTE_PREFIX, Task
 from ai_orchestrator.errors import InferenceFailed, OrchestratorError
 from ai_orchestrator.metrics import Metrics
@@ -68,20 +69,30 @@ async def completions(body: CompletionRequest, core: Core, http: Request) -> Any
     return await _respond(core, candidates, "completion", request, body, http)
 
 
-@router.post("/embeddings", summary="Embeddings of one or more texts")
-async def embeddings(body: EmbeddingRequest, core: Core) -> dict[str, Any]:
+@router.post("/embeddings", summary="Embeddings of one or more texts", response_model=None)
+async def embeddings(body: EmbeddingRequest, core: Core, http: Request) -> JSONResponse:
     texts = [body.input] if isinstance(body.input, str) else body.input
-    result = await core.embed(body.model, texts, body.keep_alive)
+    candidates = _candidates(core, body.model, frozenset({Task.EMBEDDINGS}))
+
+    def embed(model_id: str) -> Awaitable[Embeddings]:
+        return core.embed(model_id, texts, body.keep_alive)
+
+    if candidates is None:
+        answer = Answer(body.model, await until_disconnected(http.receive, embed(body.model)))
+    else:
+        answer = await until_disconnected(http.receive, first_answer(candidates, embed))
+    result = answer.result
     encode = _base64_floats if body.encoding_format == "base64" else list
-    return {
+    content = {
         "object": "list",
-        "model": body.model,
+        "model": answer.model_id,
         "data": [
             {"object": "embedding", "index": index, "embedding": encode(vector)}
             for index, vector in enumerate(result.vectors)
         ],
         "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
     }
+    return JSONResponse(content, headers=_passed_over_header(answer.passed_over))
 
 
 def _base64_floats(vector: list[float]) -> str:

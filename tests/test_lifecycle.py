@@ -9,7 +9,8 @@ import pytest
 
 from ai_orchestrator.catalogue import load_catalogue
 from ai_orchestrator.errors import ModelLoadFailed, ModelNotReady
-from ai_orchestrator.lifecycle import ModelManager, ModelState
+from ai_orchestrator.lifecycle import ModelManager
+from ai_orchestrator.model_state import ModelState
 from ai_orchestrator.settings import Settings
 from tests.conftest import DIGITS, GatedBackend, default_entries
 

@@ -19,7 +19,8 @@ from ai_orchestrator.backends.base import Classification, ModelHandle
 from ai_orchestrator.backends.onnx import OnnxBackend
 from ai_orchestrator.catalogue import CatalogueEntry, load_catalogue
 from ai_orchestrator.errors import MemoryBudgetExceeded
-from ai_orchestrator.lifecycle import ModelManager, ModelState
+from ai_orchestrator.lifecycle import ModelManager
+from ai_orchestrator.model_state import ModelState
 from ai_orchestrator.settings import Environment, Settings
 from tests.conftest import DIGITS, assert_envelope, default_entries
 

@@ -19,8 +19,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from enum import StrEnum
 
 from ai_orchestrator.backends import resolve_backend
 from ai_orchestrator.backends.base import Backend, ModelHandle
@@ -34,6 +32,7 @@ from ai_orchestrator.errors import (
 )
 from ai_orchestrator.logs import model_context
 from ai_orchestrator.memory import resident_bytes
+from ai_orchestrator.model_state import ModelState, ModelStatus, Slot
 from ai_orchestrator.settings import Settings
 
 log = logging.getLogger("ai_orchestrator.lifecycle")
@@ -43,71 +42,13 @@ BUSY = "every other model is loading or serving"
 LOAD_GRACE_S = 1.0
 
 
-class ModelState(StrEnum):
-    UNLOADED = "unloaded"
-    LOADING = "loading"
-    READY = "ready"
-    UNLOADING = "unloading"
-    FAILED = "failed"
-
-
-@dataclass
-class ModelStatus:
-    """A snapshot of one model's lifecycle, as reported by the API."""
-
-    id: str
-    state: ModelState
-    in_flight: int
-    error: str | None
-    load_seconds: float | None
-    memory_bytes: int | None
-    loaded_at: float | None
-    pinned: bool
-    keep_alive_s: float
-    evictions: int
-    """Times the model was unloaded to make room for another under the memory budget."""
-
-
-class _Slot:
-    def __init__(self, entry: CatalogueEntry) -> None:
-        self.entry = entry
-        self.state = ModelState.UNLOADED
-        self.handle: ModelHandle | None = None
-        self.error: str | None = None
-        self.in_flight = 0
-        self.load_seconds: float | None = None
-        self.memory_bytes: int | None = None
-        self.loaded_at: float | None = None
-        self.changed = asyncio.Condition()
-        self.load_task: asyncio.Task[None] | None = None
-        # Why the last load attempt gave up, raised to the requests that waited for it.
-        self.failure: OrchestratorError | None = None
-        # Footprint of the last load, kept across unloads to estimate the next one.
-        self.known_bytes: int | None = None
-        self.last_used = 0.0
-        self.evictions = 0
-        self.keep_alive_override: float | None = None
-        self.expiry: asyncio.TimerHandle | None = None
-        self.waiting_for_room = False
-
-    @property
-    def idle(self) -> bool:
-        return self.state is ModelState.READY and self.in_flight == 0
-
-    @property
-    def resident_bytes(self) -> int:
-        if self.state in (ModelState.READY, ModelState.UNLOADING):
-            return self.memory_bytes or 0
-        return 0
-
-
 class ModelManager:
     """Owns every model's state and handle. Only used from the event loop's thread."""
 
     def __init__(self, catalogue: Catalogue, settings: Settings) -> None:
         self.catalogue = catalogue
         self.settings = settings
-        self._slots = {entry.id: _Slot(entry) for entry in catalogue}
+        self._slots = {entry.id: Slot(entry) for entry in catalogue}
         self._backends: dict[str, Backend] = {}
         self.budget_bytes = int(settings.memory_budget_mb * 1024 * 1024)
         # Under a budget, loads run one at a time so that each RSS delta is its own model's.
@@ -211,11 +152,11 @@ class ModelManager:
                 await asyncio.gather(slot.load_task, return_exceptions=True)
             await self.unload(model_id)
 
-    def _slot(self, model_id: str) -> _Slot:
+    def _slot(self, model_id: str) -> Slot:
         self.catalogue.get(model_id)  # raises ModelNotFound with the usual message
         return self._slots[model_id]
 
-    async def _ensure_ready(self, slot: _Slot, deadline: float | None) -> None:
+    async def _ensure_ready(self, slot: Slot, deadline: float | None) -> None:
         """With ``slot.changed`` held: start a load if needed and wait for its outcome."""
         attempted = False
         while slot.state is not ModelState.READY:
@@ -241,7 +182,7 @@ class ModelManager:
                     f"{self.settings.load_wait_s:g} s"
                 ) from None
 
-    async def _load(self, slot: _Slot, backend: Backend) -> None:
+    async def _load(self, slot: Slot, backend: Backend) -> None:
         """Runs as its own task, so a request that gives up waiting does not cancel it."""
         if self.budget_bytes <= 0:
             await self._load_measured(slot, backend)
@@ -258,7 +199,7 @@ class ModelManager:
         # The measured footprint may exceed the estimate the room was made for.
         self._evict_lru(self.resident_bytes() - self.budget_bytes, exclude=slot)
 
-    async def _load_measured(self, slot: _Slot, backend: Backend) -> None:
+    async def _load_measured(self, slot: Slot, backend: Backend) -> None:
         entry = slot.entry
         started = time.perf_counter()
         before = resident_bytes()
@@ -293,7 +234,7 @@ class ModelManager:
                 extra={"event": "model_loaded", "backend": entry.backend, "seconds": seconds},
             )
 
-    async def _make_room(self, slot: _Slot) -> None:
+    async def _make_room(self, slot: Slot) -> None:
         """Evict idle models until ``slot``'s estimated footprint fits the budget, waiting
         for busy models to become idle up to ``load_wait_s``; raise if it cannot fit."""
         if slot.known_bytes is None:
@@ -317,7 +258,7 @@ class ModelManager:
             finally:
                 slot.waiting_for_room = False
 
-    def _evict_lru(self, excess: int, exclude: _Slot) -> list[asyncio.Task[None]]:
+    def _evict_lru(self, excess: int, exclude: Slot) -> list[asyncio.Task[None]]:
         """Start unloading the least recently used idle models that together free at least
         ``excess`` bytes; start none if the idle models cannot free that much."""
         if excess <= 0:
@@ -338,7 +279,7 @@ class ModelManager:
             victim.evictions += 1
         return [self._evict(victim, "memory budget") for victim in victims]
 
-    def _evict(self, slot: _Slot, reason: str) -> asyncio.Task[None]:
+    def _evict(self, slot: Slot, reason: str) -> asyncio.Task[None]:
         """Unload an idle model. Must be called in the same loop step that saw it idle."""
         assert slot.idle
         slot.state = ModelState.UNLOADING
@@ -348,7 +289,7 @@ class ModelManager:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _finish_unload(self, slot: _Slot, handle: ModelHandle | None, reason: str) -> None:
+    async def _finish_unload(self, slot: Slot, handle: ModelHandle | None, reason: str) -> None:
         if slot.expiry is not None:
             slot.expiry.cancel()
             slot.expiry = None
@@ -373,7 +314,7 @@ class ModelManager:
                 extra={"event": "model_unloaded", "reason": reason},
             )
 
-    def _became_idle(self, slot: _Slot, grace_s: float = 0.0) -> None:
+    def _became_idle(self, slot: Slot, grace_s: float = 0.0) -> None:
         """Note that a model has nothing in flight: wake loads waiting for room, and start
         its keep-alive timer."""
         self._room.set()
@@ -385,18 +326,18 @@ class ModelManager:
             loop = asyncio.get_running_loop()
             slot.expiry = loop.call_later(max(keep_alive, grace_s), self._expire, slot)
 
-    def _expire(self, slot: _Slot) -> None:
+    def _expire(self, slot: Slot) -> None:
         slot.expiry = None
         if slot.idle:
             self._evict(slot, "keep-alive")
 
-    def _keep_alive(self, slot: _Slot) -> float:
+    def _keep_alive(self, slot: Slot) -> float:
         for value in (slot.keep_alive_override, slot.entry.keep_alive_s):
             if value is not None:
                 return value
         return self.settings.keep_alive_s
 
-    def _over_budget(self, slot: _Slot, why: str) -> str:
+    def _over_budget(self, slot: Slot, why: str) -> str:
         mib = 1024 * 1024
         return (
             f"model {slot.entry.id!r} needs about {(slot.known_bytes or 0) / mib:.1f} MiB and "

@@ -19,7 +19,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ai_orchestrator.lifecycle import ModelManager, ModelState
+from ai_orchestrator.lifecycle import ModelManager
+from ai_orchestrator.model_state import ModelState
 
 # Latency buckets from a fast classifier call (under a millisecond) to a long generation.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

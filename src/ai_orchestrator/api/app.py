@@ -117,9 +117,13 @@ def _add_middleware(
 
 
 async def _preload(orchestrator: Orchestrator) -> None:
-    for model_id in orchestrator.settings.preload:
-        with contextlib.suppress(OrchestratorError):
-            await orchestrator.models.load(model_id)
+    # All at once: an LLM loads mostly in native code off the event loop, so a classifier
+    # loads meanwhile and the service is ready sooner (under a memory budget the manager
+    # still loads one at a time).
+    await asyncio.gather(
+        *(orchestrator.models.load(model_id) for model_id in orchestrator.settings.preload),
+        return_exceptions=True,
+    )
     if all(orchestrator.models.is_ready(m) for m in orchestrator.settings.preload):
         log.info("ready", extra={"event": "ready"})
 

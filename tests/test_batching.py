@@ -1,4 +1,4 @@
-"""Adaptive dynamic batching of classify calls on the real digits classifier."""
+"""Adaptive dynamic batching of classify and tensor calls on the real digits classifier."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ai_orchestrator.backends.base import Classification, ModelHandle
+from ai_orchestrator.backends.base import Classification, ModelHandle, TensorSpec
 from ai_orchestrator.backends.onnx import OnnxBackend
 from ai_orchestrator.catalogue import CatalogueEntry, load_catalogue
 from ai_orchestrator.errors import InvalidInput
@@ -30,6 +30,16 @@ class CountingHandle(ModelHandle):
     def classify(self, rows: np.ndarray) -> Classification:
         self.calls.append(len(rows))
         return self.inner.classify(rows)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls.append(len(next(iter(inputs.values()))))
+        return self.inner.run(inputs)
+
+    def signature(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        return self.inner.signature()
+
+    def is_quick(self, rows: int) -> bool:
+        return self.inner.is_quick(rows)
 
     def unload(self) -> None:
         self.inner.unload()
@@ -114,4 +124,42 @@ async def test_batching_off_runs_every_request_alone(settings: Settings) -> None
     await core.models.load(DIGITS)
     await asyncio.gather(*(core.classify(DIGITS, [row]) for row in ROWS[:4]))
     assert backend.calls == [1, 1, 1, 1]
+    await core.models.close()
+
+
+def tensors(rows: list[list[float]]) -> dict[str, np.ndarray]:
+    return {"X": np.asarray(rows, dtype=np.float32)}
+
+
+async def test_concurrent_tensor_calls_share_one_backend_call_with_the_same_answers(
+    settings: Settings,
+) -> None:
+    core, backend = orchestrator(settings)
+    alone = [await core.run_tensors(DIGITS, tensors([row])) for row in ROWS]
+    backend.calls.clear()
+    together = await asyncio.gather(*(core.run_tensors(DIGITS, tensors([row])) for row in ROWS))
+    assert backend.calls == [len(ROWS)]
+    for mine, theirs in zip(together, alone, strict=True):
+        assert mine.keys() == theirs.keys()
+        for name in mine:
+            np.testing.assert_allclose(mine[name], theirs[name], rtol=1e-6)
+            assert len(mine[name]) == 1
+    await core.models.close()
+
+
+async def test_tensor_calls_of_other_shapes_run_apart_and_fail_alone(settings: Settings) -> None:
+    core, backend = orchestrator(settings)
+    await core.models.load(DIGITS)
+    backend.calls.clear()
+    results = await asyncio.gather(
+        core.run_tensors(DIGITS, tensors(ROWS[:2])),
+        core.run_tensors(DIGITS, tensors([row[:63] for row in ROWS[:3]])),
+        core.run_tensors(DIGITS, tensors(ROWS[2:3])),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], InvalidInput)
+    assert [len(result["label"]) for result in (results[0], results[2])] == [2, 1]
+    # The two well-formed calls shared one backend call of 3 rows; the 63-column one went
+    # alone (and was refused), so it could not fail the others.
+    assert backend.calls == [3, 3]
     await core.models.close()

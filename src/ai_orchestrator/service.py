@@ -12,14 +12,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ai_orchestrator.backends.base import Classification, Embeddings, Generation, ModelHandle
-from ai_orchestrator.batching import Batcher
+from ai_orchestrator.batching import Batcher, ClassifyKind, Item, Kind, Result, TensorKind
 from ai_orchestrator.catalogue import Catalogue, CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
 from ai_orchestrator.lifecycle import ModelManager
@@ -62,8 +62,9 @@ class Orchestrator:
         self.catalogue = catalogue
         self.models = ModelManager(catalogue, settings)
         self.latency = LatencyStats()
-        # One batcher per loaded handle; it goes when the handle is unloaded and dropped.
-        self._batchers: weakref.WeakKeyDictionary[ModelHandle, Batcher] = (
+        # The batchers of each loaded handle, one per kind; they go when the handle is
+        # unloaded and dropped.
+        self._batchers: weakref.WeakKeyDictionary[ModelHandle, dict[object, Batcher[Any, Any]]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -84,27 +85,32 @@ class Orchestrator:
         array = as_finite_matrix(rows)
         with self.latency.timing(model_id):
             async with self.models.use(model_id, keep_alive_s) as handle:
-                if self.settings.batch_max_size > 1:
-                    return await self._batcher(handle).classify(array)
-                if handle.is_quick(len(array)):
-                    return handle.classify(array)
-                return await asyncio.to_thread(handle.classify, array)
-
-    def _batcher(self, handle: ModelHandle) -> Batcher:
-        batcher = self._batchers.get(handle)
-        if batcher is None:
-            batcher = Batcher(
-                handle, self.settings.batch_max_size, self.settings.batch_max_wait_ms / 1000
-            )
-            self._batchers[handle] = batcher
-        return batcher
+                return await self._batched(handle, ClassifyKind, array)
 
     async def run_tensors(
         self, model_id: str, inputs: dict[str, np.ndarray], keep_alive_s: float | None = None
     ) -> dict[str, np.ndarray]:
         self.entry_for(model_id, frozenset({Task.TENSOR, Task.CLASSIFICATION}))
         async with self.models.use(model_id, keep_alive_s) as handle:
-            return await asyncio.to_thread(handle.run, inputs)
+            return await self._batched(handle, TensorKind, inputs)
+
+    async def _batched(
+        self, handle: ModelHandle, kind: Callable[[ModelHandle], Kind[Item, Result]], item: Item
+    ) -> Result:
+        """The call, through the handle's batcher of that kind unless batching is off."""
+        if self.settings.batch_max_size <= 1:
+            return await Batcher.call_alone(handle, kind(handle), item)
+        batchers = self._batchers.setdefault(handle, {})
+        batcher = batchers.get(kind)
+        if batcher is None:
+            batcher = Batcher(
+                handle,
+                kind(handle),
+                self.settings.batch_max_size,
+                self.settings.batch_max_wait_ms / 1000,
+            )
+            batchers[kind] = batcher
+        return cast(Result, await batcher.submit(item))
 
     async def tensor_signature(self, model_id: str) -> tuple[list[Any], list[Any]]:
         self.entry_for(model_id, frozenset({Task.TENSOR, Task.CLASSIFICATION}))

@@ -157,8 +157,10 @@ async def test_tensor_calls_of_other_shapes_run_apart_and_fail_alone(settings: S
         core.run_tensors(DIGITS, tensors(ROWS[2:3])),
         return_exceptions=True,
     )
-    assert isinstance(results[1], InvalidInput)
-    assert [len(result["label"]) for result in (results[0], results[2])] == [2, 1]
+    first, wrong, last = results
+    assert isinstance(wrong, InvalidInput)
+    assert isinstance(first, dict) and isinstance(last, dict)
+    assert [len(first["label"]), len(last["label"])] == [2, 1]
     # The two well-formed calls shared one backend call of 3 rows; the 63-column one went
     # alone (and was refused), so it could not fail the others.
     assert backend.calls == [3, 3]

@@ -159,7 +159,8 @@ async def test_tensor_calls_of_other_shapes_run_apart_and_fail_alone(settings: S
     )
     first, wrong, last = results
     assert isinstance(wrong, InvalidInput)
-    assert isinstance(first, dict) and isinstance(last, dict)
+    assert isinstance(first, dict)
+    assert isinstance(last, dict)
     assert [len(first["label"]), len(last["label"])] == [2, 1]
     # The two well-formed calls shared one backend call of 3 rows; the 63-column one went
     # alone (and was refused), so it could not fail the others.

@@ -5,8 +5,8 @@ seconds a rebuild takes after a code-only change.
 
 Uses the images as `make images` tagged them; PYTHON_IMAGE (default: the local base)
 must be the base they were built on, or the rebuild finds no cache. Ready: /health/ready
-answers 200. Healthy: the engine's HEALTHCHECK agrees (its first check comes 3 s after
-start). Runs everything on loopback, and removes what it starts.
+answers 200. Healthy: the engine's HEALTHCHECK agrees (it checks every second). Runs
+everything on loopback, and removes what it starts.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ import pytest
 from tests.static_docker.dockerfiles import (
     ENVIRONMENTS,
     NON_ROOT,
-    SERVING,
     Dockerfile,
     Instruction,
     env_assignments,
@@ -177,15 +176,6 @@ def test_dev_image_keeps_root_and_says_that_it_is_for_development_only() -> None
     dockerfile = parse("dev")
     assert not dockerfile.final.all("USER")
     assert "development-only" in dockerfile.text
-
-
-@pytest.mark.parametrize("env", SERVING)
-def test_healthcheck_is_python_asking_the_readiness_route(env: str) -> None:
-    (healthcheck,) = parse(env).final.all("HEALTHCHECK")
-    _options, _, command = healthcheck.args.partition("CMD ")
-    argv = json.loads(command)
-    assert argv[:2] == ["/opt/venv/bin/python", "-c"]
-    assert "/health/ready" in argv[2]
 
 
 def test_test_image_has_no_healthcheck_and_runs_the_suite_without_the_engine_tests() -> None:

@@ -82,7 +82,7 @@ def code_only_rebuild(env: str, base: str) -> float:
         shutil.copytree(ROOT, context, ignore=ignore, symlinks=True)
         module = context / "src" / "ai_orchestrator" / "api" / "app.py"
         module.write_text(module.read_text() + f"\n# code-only change {time.time()}\n")
-        tag = f"alt-las/ai-orchestrator:{env}-bench"
+        tag = f"alt-las/ai-orchestrator:{env}-bench-{os.getpid()}"
         started = time.monotonic()
         subprocess.run(
             ["docker", "build", "-q", "-f", str(context / f"Dockerfile.{env}"), "-t", tag,

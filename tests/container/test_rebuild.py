@@ -7,7 +7,7 @@ import re
 import uuid
 from pathlib import Path
 
-from tests.container.engine import build, docker
+from tests.container.engine import build, docker, image_tag
 
 # The target is 15 s on a quiet machine (bench/images.py measures it); this bound
 # only catches a rebuild that has stopped using the cache, whatever else shares the cores.
@@ -26,7 +26,7 @@ def test_code_only_change_rebuilds_only_the_last_layers_of_prod(
     module = context_copy / "src" / "ai_orchestrator" / "api" / "app.py"
     # Unique, or the engine would find this very change in its cache from an earlier run.
     module.write_text(module.read_text() + f"\n# A code-only change: {uuid.uuid4().hex}\n")
-    tag = f"alt-las/ai-orchestrator:prod-code-change-{os.getpid()}"
+    tag = image_tag("prod", "code-change", str(os.getpid()))
     try:
         rebuilt = build("prod", tag, context_copy, build_args)
     finally:

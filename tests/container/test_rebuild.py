@@ -35,9 +35,13 @@ def test_code_only_change_rebuilds_only_the_last_layers_of_prod(
     done = [(step, cached) for step, cached in steps(rebuilt.output) if step.split()[0] != "FROM"]
     first_miss = next(i for i, (_, cached) in enumerate(done) if not cached and i > 0)
     assert done[first_miss][0] == "COPY src/ src/", done[first_miss]
-    final_stage = max(i for i, (step, _) in enumerate(steps(rebuilt.output)) if step[:4] == "FROM")
-    reused = [step for step, cached in steps(rebuilt.output)[final_stage + 1 :] if cached]
-    assert any(step.startswith("COPY --from=builder /opt/venv") for step in reused), reused
-    assert any(step.startswith("COPY --from=builder /app/models") for step in reused), reused
-    assert any(step.startswith("RUN apt-get update") for step in reused), reused
+    # Every step after the app stage (the system and sbom stages, the final stage) comes
+    # from the cache but the copy of the rebuilt application.
+    after_app = next(
+        i for i, (step, _) in enumerate(steps(rebuilt.output)) if step.endswith(" AS system")
+    )
+    missed = [step for step, cached in steps(rebuilt.output)[after_app:] if not cached]
+    assert [step for step in missed if not step.startswith("FROM ")] == [
+        "COPY --from=app /stage/app/ /"
+    ]
     assert rebuilt.seconds < REBUILD_WITHIN_S, f"code-only rebuild took {rebuilt.seconds:.1f}s"

@@ -30,8 +30,10 @@ def compose(
         text=True,
         timeout=timeout,
         check=False,
+        # Not the shell's AIO_* variables: the module-scoped configs come before conftest
+        # removes them.
         env={
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("AIO_")},
             "AIO_PUBLISH": "127.0.0.1:",
             "AIO_API_KEYS_FILE_ON_HOST": str(api_keys_file()),
             **({"AIO_IMAGE": image} if image else {}),

@@ -5,8 +5,8 @@ seconds a rebuild takes after a code-only change.
 
 Uses the images as `make images` tagged them; PYTHON_IMAGE (default: the local base)
 must be the base they were built on, or the rebuild finds no cache. Ready: /health/ready
-answers 200. Healthy: the engine's HEALTHCHECK agrees (its first check comes 3 s after
-start). Runs everything on loopback, and removes what it starts.
+answers 200. Healthy: the engine's HEALTHCHECK agrees (it checks every second). Runs
+everything on loopback, and removes what it starts.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def code_only_rebuild(env: str, base: str) -> float:
         shutil.copytree(ROOT, context, ignore=ignore, symlinks=True)
         module = context / "src" / "ai_orchestrator" / "api" / "app.py"
         module.write_text(module.read_text() + f"\n# code-only change {time.time()}\n")
-        tag = f"alt-las/ai-orchestrator:{env}-bench"
+        tag = f"alt-las/ai-orchestrator:{env}-bench-{os.getpid()}"
         started = time.monotonic()
         subprocess.run(
             ["docker", "build", "-q", "-f", str(context / f"Dockerfile.{env}"), "-t", tag,

@@ -3,6 +3,7 @@ client with the application's lifespan running."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def _no_service_settings_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service reads its settings from AIO_* variables: a developer's shell (or an image
+    that sets them) must not change what a test sees. Tests set the ones they need."""
+    for name in [name for name in os.environ if name.startswith("AIO_")]:
+        monkeypatch.delenv(name)
 
 
 class GatedBackend(OnnxBackend):

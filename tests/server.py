@@ -27,8 +27,11 @@ class ServiceProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"aio-test-{self.port}.log"
+        # Not the shell's AIO_* settings: conftest removes them for each test, but a
+        # module-scoped service starts before that happens.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIO_")}
         environment = {
-            **os.environ,
+            **inherited,
             "AIO_ENV": "test",
             "AIO_CATALOGUE": str(MODELS / "catalogue.yaml"),
             "AIO_MODEL_DIR": str(MODELS),

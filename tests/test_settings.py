@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ai_orchestrator.settings import Environment, Settings
@@ -43,3 +45,9 @@ def test_environment_defaults_apply_when_env_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("AIO_ENV", "production")
     assert Settings().docs_enabled is False
+
+
+def test_settings_see_defaults_whatever_aio_variables_the_shell_exports() -> None:
+    # tests/conftest.py removes every AIO_* variable before each test.
+    assert not [name for name in os.environ if name.startswith("AIO_")]
+    assert Settings().preload == ()

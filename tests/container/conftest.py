@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.engine import ENVIRONMENTS, LOCAL_BASE, ROOT, Build, build
+from tests.container.engine import ENVIRONMENTS, LOCAL_BASE, ROOT, Build, build, image_tag
 
 ENGINE_MISSING = "NO CONTAINER ENGINE REACHABLE, ENGINE TESTS NOT RUN"
 
@@ -68,11 +68,10 @@ def build_args(python_image: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def images(build_args: dict[str, str]) -> dict[str, Build]:
-    """The four images, built from the working tree under their usual tags. The engine's
-    cache makes a second session's builds take seconds."""
-    return {
-        env: build(env, f"alt-las/ai-orchestrator:{env}", ROOT, build_args) for env in ENVIRONMENTS
-    }
+    """The four images, built from the working tree under this checkout's tags (image_tag),
+    by the README's command but for the tag. The engine's cache makes a second session's
+    builds take seconds, and builds shared with other checkouts too."""
+    return {env: build(env, image_tag(env), ROOT, build_args) for env in ENVIRONMENTS}
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import secrets
@@ -20,6 +21,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "test", "staging", "prod")
 LOCAL_BASE = "alt-las/python-base:3.11-bookworm-local"
+# The tests build and run their own images, never the ones that `make images` or the
+# README's `docker build` tag: another checkout may be building or testing on the same
+# engine at the same time. A suffix from this checkout's path keeps the tags apart;
+# CONTAINER_TEST_TAG_SUFFIX chooses another.
+TAG_SUFFIX = os.environ.get("CONTAINER_TEST_TAG_SUFFIX") or (
+    "checkout-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+)
+
+
+def image_tag(env: str, *qualifiers: str) -> str:
+    """This checkout's tag for an image of env: alt-las/ai-orchestrator:<env>-...-<suffix>."""
+    return "alt-las/ai-orchestrator:" + "-".join((env, *qualifiers, TAG_SUFFIX))
+
+
 HARDENED = (
     "--read-only",
     "--tmpfs",
@@ -48,8 +63,9 @@ def api_keys_file() -> Path:
 
 
 def key_options(image: str) -> tuple[str, ...]:
-    """docker run options that give a staging or prod image its key file."""
-    if image.rsplit(":", 1)[-1] not in KEYED_ENVIRONMENTS:
+    """docker run options that give a staging or prod image its key file. The image's
+    tag starts with its environment (see image_tag)."""
+    if image.rsplit(":", 1)[-1].split("-")[0] not in KEYED_ENVIRONMENTS:
         return ()
     return ("-v", f"{api_keys_file()}:{SECRET_PATH}:ro", "-e", f"AIO_API_KEYS_FILE={SECRET_PATH}")
 

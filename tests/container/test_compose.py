@@ -17,7 +17,10 @@ COMPOSE = ROOT / "deploy" / "compose"
 ENVIRONMENTS = ("dev", "test", "staging", "prod")
 
 
-def compose(env: str, *args: str, project: str = "aio-check", timeout: float = 180) -> str:
+def compose(
+    env: str, *args: str, project: str = "aio-check", image: str = "", timeout: float = 180
+) -> str:
+    """docker-compose on env's file; image, if given, replaces the file's default image."""
     executable = shutil.which("docker-compose")
     if executable is None:
         pytest.skip("NO docker-compose COMMAND, COMPOSE TESTS NOT RUN")
@@ -27,10 +30,13 @@ def compose(env: str, *args: str, project: str = "aio-check", timeout: float = 1
         text=True,
         timeout=timeout,
         check=False,
+        # Not the shell's AIO_* variables: the module-scoped configs come before conftest
+        # removes them.
         env={
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("AIO_")},
             "AIO_PUBLISH": "127.0.0.1:",
             "AIO_API_KEYS_FILE_ON_HOST": str(api_keys_file()),
+            **({"AIO_IMAGE": image} if image else {}),
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -50,6 +56,16 @@ def service(
     env: str = request.param
     (spec,) = configs[env]["services"].values()
     return env, spec
+
+
+def test_compose_file_runs_the_environments_image_unless_aio_image_names_another(
+    service: tuple[str, dict[str, Any]],
+) -> None:
+    env, spec = service
+    assert spec["image"] == f"alt-las/ai-orchestrator:{env}"
+    other = yaml.safe_load(compose(env, "config", image="example.invalid/other:1"))
+    (other_spec,) = other["services"].values()
+    assert other_spec["image"] == "example.invalid/other:1"
 
 
 def test_compose_file_limits_memory_cpu_and_processes(service: tuple[str, dict[str, Any]]) -> None:
@@ -106,8 +122,10 @@ def test_prod_compose_environment_starts_healthy_with_its_limits(image: dict[str
     # Unique: other checkouts on this machine may run the same test on the same engine.
     project = f"aio-compose-test-{os.getpid()}"
     try:
-        compose("prod", "up", "-d", "--no-build", project=project)
-        container_id = compose("prod", "ps", "-q", project=project).strip()
+        # This checkout's build, not whatever `make images` last tagged.
+        compose("prod", "up", "-d", "--no-build", project=project, image=image["prod"])
+        container_id = compose("prod", "ps", "-q", project=project, image=image["prod"]).strip()
+        assert inspect(container_id)["Config"]["Image"] == image["prod"]
         deadline = time.monotonic() + 60
         while inspect(container_id)["State"]["Health"]["Status"] != "healthy":
             assert time.monotonic() < deadline, "prod compose service never became healthy"
@@ -122,4 +140,6 @@ def test_prod_compose_environment_starts_healthy_with_its_limits(image: dict[str
         assert binding["HostIp"] == "127.0.0.1"
         assert get(f"http://127.0.0.1:{binding['HostPort']}/health/ready")[0] == 200
     finally:
-        compose("prod", "down", "--volumes", "--timeout", "30", project=project)
+        compose(
+            "prod", "down", "--volumes", "--timeout", "30", project=project, image=image["prod"]
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -106,19 +107,51 @@ def test_staging_image_has_its_documented_troubleshooting_tools(image: dict[str,
     assert missing == ""
 
 
+def read_sbom(image: str) -> dict[str, Any]:
+    sbom: dict[str, Any] = json.loads(
+        run(image, "cat", "/usr/share/doc/ai-orchestrator/sbom.cdx.json")
+    )
+    assert sbom["bomFormat"] == "CycloneDX"
+    return sbom
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_sbom_is_readable_from_the_image_and_lists_what_it_runs(
+def test_sbom_is_readable_from_the_image_and_lists_its_python_packages(
     image: dict[str, str], env: str
 ) -> None:
-    sbom = json.loads(run(image[env], "cat", "/usr/share/doc/ai-orchestrator/sbom.cdx.json"))
-    assert sbom["bomFormat"] == "CycloneDX"
-    names = {component["name"] for component in sbom["components"]}
-    assert {"fastapi", "uvicorn", "onnxruntime", "xllamacpp", "numpy"} <= names
-    assert "ai-orchestrator" in names | {sbom["metadata"].get("component", {}).get("name")}
+    sbom = read_sbom(image[env])
+    python = {c["name"] for c in sbom["components"] if c["purl"].startswith("pkg:pypi/")}
+    assert {"fastapi", "uvicorn", "onnxruntime", "xllamacpp", "numpy"} <= python
+    assert sbom["metadata"]["component"]["name"] == "ai-orchestrator"
     with_dev_tools = env in ("dev", "test")
-    assert ("pytest" in names) == with_dev_tools
-    assert bool({"scikit-learn", "skl2onnx", "setuptools"} & names) == with_dev_tools
-    assert "pip" not in names
+    assert ("pytest" in python) == with_dev_tools
+    assert bool({"scikit-learn", "skl2onnx", "setuptools"} & python) == with_dev_tools
+    assert "pip" not in python
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_sbom_lists_exactly_the_debian_packages_installed_in_the_image(
+    image: dict[str, str], env: str
+) -> None:
+    sbom = read_sbom(image[env])
+    listed = {
+        (c["name"], c["version"])
+        for c in sbom["components"]
+        if c["purl"].startswith("pkg:deb/debian/")
+    }
+    query = "dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\\n' | grep '^ii'"
+    installed = {
+        tuple(line.split()[1:3]) for line in run(image[env], "sh", "-c", query).splitlines()
+    }
+    assert listed == installed
+    names = {name for name, _ in listed}
+    assert {"libc6", "libgomp1", "python3"} <= names
+    assert ("procps" in names) == (env in ("dev", "staging"))
+    assert ("curl" in names) == (env == "dev")
+    libc6 = next(c for c in sbom["components"] if c["name"] == "libc6")
+    assert libc6["purl"].startswith("pkg:deb/debian/libc6@")
+    assert "arch=" in libc6["purl"]
+    assert "distro=debian-12" in libc6["purl"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

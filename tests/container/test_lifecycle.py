@@ -24,12 +24,15 @@ from tests.container.engine import (
     seconds_until_ready,
 )
 
-# Ready: /health/ready answers 200. Healthy: the engine's HEALTHCHECK agrees, which it
-# can only do at its first interval (3 s; Docker 20.10 has no --start-interval). On a quiet
-# machine ready takes about 2 s and healthy 3.5 s (bench/images.py, target 5 s); these
-# bounds leave room for the other work that shares this machine's two cores.
+# Ready: /health/ready answers 200. Healthy: the engine's HEALTHCHECK agrees, at its first
+# check after ready (every second: Docker 20.10 has no --start-interval). On a quiet
+# machine ready takes 3.5 to 4 s and healthy about one second more (bench/images.py; the
+# target for healthy is 5 s); these bounds leave room for the other work that shares this
+# machine's two cores.
 READY_WITHIN_S = 10.0
-HEALTHY_WITHIN_S = 15.0
+HEALTHY_WITHIN_S = 12.0
+# One interval, the check's own run and the engine's bookkeeping, under load.
+HEALTHY_AFTER_READY_S = 3.0
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
@@ -47,12 +50,16 @@ def test_image_is_healthy_within_seconds_under_read_only_root_and_no_capabilitie
         assert write.stdout.strip() == "refused"
     assert ready < READY_WITHIN_S
     assert healthy < HEALTHY_WITHIN_S
+    assert healthy - ready < HEALTHY_AFTER_READY_S
 
 
 def test_dev_image_is_healthy_within_seconds(image: dict[str, str]) -> None:
     with running(image["dev"]) as container:
-        assert seconds_until_ready(container) < READY_WITHIN_S
-        assert seconds_until_healthy(container) < HEALTHY_WITHIN_S
+        ready = seconds_until_ready(container)
+        healthy = seconds_until_healthy(container)
+    assert ready < READY_WITHIN_S
+    assert healthy < HEALTHY_WITHIN_S
+    assert healthy - ready < HEALTHY_AFTER_READY_S
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])

@@ -10,7 +10,6 @@ import pytest
 from tests.static_docker.dockerfiles import (
     ENVIRONMENTS,
     NON_ROOT,
-    SERVING,
     Dockerfile,
     Instruction,
     env_assignments,
@@ -20,13 +19,15 @@ from tests.static_docker.dockerfiles import (
 PINNED_BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$")
 AIO_ENV = {"dev": "development", "test": "test", "staging": "staging", "prod": "production"}
 OCI_LABELS = ("version", "revision", "source", "licenses")
-# What a final stage may take from the builder, and where it must land.
+SBOM = "/usr/share/doc/ai-orchestrator/sbom.cdx.json"
+# What a final stage may take from the other stages, and where it must land.
 COPIED_FROM = {
     ("builder", "/opt/venv"): "/opt/venv",
     ("builder", "/app/models"): "/app/models",
     ("builder", "/stage/dev/"): "/",
+    ("sbom", "/stage/image/runtime.cdx.json"): SBOM,
+    ("sbom", "/stage/image/dev.cdx.json"): SBOM,
     ("app", "/stage/app/"): "/",
-    ("app", "/stage/app-dev/"): "/",
 }
 
 
@@ -56,10 +57,24 @@ def test_build_stages_are_the_same_text_in_all_four_dockerfiles() -> None:
     assert len(set(texts.values())) == 1, "builder stages differ: " + ", ".join(texts)
 
 
-def test_each_dockerfile_has_a_builder_and_one_final_stage_named_after_it(
+def test_each_dockerfile_has_the_build_stages_and_one_final_stage_named_after_it(
     env: str, dockerfile: Dockerfile
 ) -> None:
-    assert [stage.name for stage in dockerfile.stages] == ["builder", "app", env]
+    assert [stage.name for stage in dockerfile.stages] == ["builder", "app", "system", "sbom", env]
+
+
+def test_sbom_stage_is_the_same_in_all_four_dockerfiles() -> None:
+    stages = {env: parse(env).stage("sbom") for env in ENVIRONMENTS}
+    texts = {tuple((i.keyword, i.args) for i in stage.instructions) for stage in stages.values()}
+    assert len(texts) == 1
+
+
+def test_sbom_stage_reads_the_package_database_of_the_final_stages_base(
+    dockerfile: Dockerfile,
+) -> None:
+    copies = [ins.args for ins in dockerfile.stage("sbom").all("COPY")]
+    assert "--from=system /var/lib/dpkg/status dpkg-status" in copies
+    assert dockerfile.final.base == "system"
 
 
 def test_base_comes_from_python_image_pinned_by_version_tag_and_digest(
@@ -70,7 +85,8 @@ def test_base_comes_from_python_image_pinned_by_version_tag_and_digest(
     assert arg.keyword == "ARG"
     assert name == "PYTHON_IMAGE"
     assert PINNED_BASE.match(default), default
-    assert {stage.base for stage in dockerfile.stages} == {"${PYTHON_IMAGE}"}
+    # The final stage builds on the system stage, which is PYTHON_IMAGE plus Debian packages.
+    assert {stage.base for stage in dockerfile.stages[:-1]} == {"${PYTHON_IMAGE}"}
 
 
 def test_no_dockerfile_names_the_latest_tag(dockerfile: Dockerfile) -> None:
@@ -86,7 +102,9 @@ def test_final_stage_takes_only_the_venv_models_and_app_from_the_build_stages(
     assert sources[:2] == ["/opt/venv", "/app/models"]
     with_dev_tools = env in ("dev", "test")
     assert ("/stage/dev/" in sources) == with_dev_tools
-    assert sources[-1] == ("/stage/app-dev/" if with_dev_tools else "/stage/app/")
+    sbom = "/stage/image/dev.cdx.json" if with_dev_tools else "/stage/image/runtime.cdx.json"
+    assert sbom in sources
+    assert sources[-1] == "/stage/app/"
 
 
 def test_application_code_is_built_only_after_dependencies_and_models(
@@ -111,14 +129,11 @@ def test_every_dependency_install_checks_the_locks_hashes(dockerfile: Dockerfile
                 assert "--no-deps" in command, f"unlocked install: {command}"
 
 
-def test_application_code_rebuild_starts_only_after_the_last_dependency_step(
+def test_final_stage_runs_nothing_and_only_copies_what_changes_with_the_code(
     dockerfile: Dockerfile,
 ) -> None:
-    final = dockerfile.final.instructions
-    first_app_copy = next(
-        i for i, ins in enumerate(final) if ins.keyword == "COPY" and "/stage/app" in ins.args
-    )
-    assert not [ins for ins in final[first_app_copy:] if ins.keyword == "RUN"]
+    # Its packages and user come from the system stage; a code change reruns no step.
+    assert not dockerfile.final.all("RUN")
 
 
 def test_cmd_is_in_exec_form(dockerfile: Dockerfile) -> None:
@@ -142,14 +157,14 @@ def test_oci_labels_come_from_build_arguments_declared_after_the_last_run_step(
         assert f"${{{key}}}" in label.args
         arg = next(ins for ins in final if ins.keyword == "ARG" and ins.args.startswith(key))
         # A build argument changes the cache key of every RUN after it.
-        assert final.index(arg) > max(i for i, ins in enumerate(final) if ins.keyword == "RUN")
+        runs = [i for i, ins in enumerate(final) if ins.keyword == "RUN"]
+        assert final.index(arg) > max(runs, default=-1)
 
 
 def test_environment_is_set_in_one_env_instruction_of_the_final_stage(
     env: str, dockerfile: Dockerfile
 ) -> None:
-    assert not dockerfile.stage("builder").all("ENV")
-    assert not dockerfile.stage("app").all("ENV")
+    assert not [stage.name for stage in dockerfile.stages[:-1] if stage.all("ENV")]
     (env_instruction,) = dockerfile.final.all("ENV")
     variables = env_assignments(env_instruction)
     assert variables["AIO_ENV"] == AIO_ENV[env]
@@ -179,15 +194,6 @@ def test_dev_image_keeps_root_and_says_that_it_is_for_development_only() -> None
     assert "development-only" in dockerfile.text
 
 
-@pytest.mark.parametrize("env", SERVING)
-def test_healthcheck_is_python_asking_the_readiness_route(env: str) -> None:
-    (healthcheck,) = parse(env).final.all("HEALTHCHECK")
-    _options, _, command = healthcheck.args.partition("CMD ")
-    argv = json.loads(command)
-    assert argv[:2] == ["/opt/venv/bin/python", "-c"]
-    assert "/health/ready" in argv[2]
-
-
 def test_test_image_has_no_healthcheck_and_runs_the_suite_without_the_engine_tests() -> None:
     dockerfile = parse("test")
     assert [h.args for h in dockerfile.final.all("HEALTHCHECK")] == ["NONE"]
@@ -207,8 +213,8 @@ def test_apt_lists_are_removed_in_the_step_that_fetched_them(dockerfile: Dockerf
             assert "--no-install-recommends" in run.args, run.line
 
 
-def test_final_stage_clears_setuid_and_setgid_bits(dockerfile: Dockerfile) -> None:
-    (run,) = dockerfile.final.all("RUN")
+def test_final_stages_base_clears_setuid_and_setgid_bits(dockerfile: Dockerfile) -> None:
+    (run,) = dockerfile.stage("system").all("RUN")
     assert "find / -xdev -type f -perm /6000 -exec chmod ug-s {} +" in run.args
 
 
@@ -216,7 +222,7 @@ def test_final_stage_clears_setuid_and_setgid_bits(dockerfile: Dockerfile) -> No
 def test_prod_and_staging_remove_pip_setuptools_and_ensurepip_from_the_base_python(
     env: str,
 ) -> None:
-    (run,) = parse(env).final.all("RUN")
+    (run,) = parse(env).stage("system").all("RUN")
     for leftover in ('"$stdlib/ensurepip"', '"$purelib"/pip ', '"$purelib"/setuptools*'):
         assert leftover in run.args
 

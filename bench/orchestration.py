@@ -29,6 +29,7 @@ from bench.overhead import (  # noqa: E402
     DIGITS,
     LLM,
     ROW,
+    apart,
     percentile,
     post,
     run_workers,
@@ -119,7 +120,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, service in (("on", batched), ("off", single)):
                 rps[name].append(service_throughput(service.port, 32, args.seconds))
-                timings = service_digits(service.port, args.requests)
+                with apart(service):
+                    timings = service_digits(service.port, args.requests)
                 p50[name].append(percentile(timings, 50) * 1000)
         single.terminate()
         one = max(chats_at_once(batched.port, 1) for _ in range(2))

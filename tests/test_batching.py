@@ -119,6 +119,21 @@ async def test_cancelled_request_is_dropped_from_the_queue(settings: Settings) -
     await core.models.close()
 
 
+async def test_cancelled_first_request_does_not_strand_the_others(settings: Settings) -> None:
+    # The first request leads the batch; cancelled while it waits for the others to
+    # join, it must hand them on rather than leave them waiting for ever.
+    core, backend = orchestrator(settings)
+    await core.models.load(DIGITS)
+    requests = [asyncio.create_task(core.classify(DIGITS, [row])) for row in ROWS[:4]]
+    await asyncio.sleep(0)  # the first leads and waits a turn; the others are queued
+    requests[0].cancel()
+    results = await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 10)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert all(isinstance(result, Classification) for result in results[1:])
+    assert backend.calls == [3]
+    await core.models.close()
+
+
 async def test_batching_off_runs_every_request_alone(settings: Settings) -> None:
     core, backend = orchestrator(settings, batch_max_size=1)
     await core.models.load(DIGITS)

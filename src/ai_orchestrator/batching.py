@@ -123,16 +123,38 @@ class Batcher(Generic[Item, Result]):
         self._max_wait_s = max_wait_s
         self._queue: list[_Pending[Item, Result]] = []
         self._drain: asyncio.Task[None] | None = None
+        self._leading = False
 
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
         pending: _Pending[Item, Result] = _Pending(item, loop.create_future())
         self._queue.append(pending)
-        if self._drain is None:
-            self._drain = asyncio.create_task(self._drain_queue())
+        if self._drain is None and not self._leading:
+            # The first request leads: it lets one turn of the event loop pass, so that
+            # the requests that arrived in the same turn join the queue. Found alone and
+            # quick, it runs itself, with no task and no second turn: at concurrency 1
+            # batching costs that one turn and nothing more.
+            self._leading = True
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                pending.done.cancel()
+                self._leading = False
+                self._start_drain()  # the others still need their answers
+                raise
+            self._leading = False
+            alone = len(self._queue) == 1 and self._queue[0] is pending
+            if alone and self._handle.is_quick(self._kind.rows(item)):
+                self._queue.clear()
+                return self._kind.call(item)
+            self._start_drain()
         # If this request is cancelled (its client left, or it timed out) while queued,
         # its future is cancelled too and the drain skips it.
         return await pending.done
+
+    def _start_drain(self) -> None:
+        if self._queue and self._drain is None:
+            self._drain = asyncio.create_task(self._drain_queue())
 
     async def _drain_queue(self) -> None:
         try:

@@ -4,7 +4,8 @@
 #   make base-image         the local debootstrap base (reused when it exists)
 #   make docker-static-test hadolint, checkov and the Dockerfile/compose text tests
 #   make container-test     the above, then the engine tests (builds and runs the images)
-#   make bench-images       size, seconds to healthy, code-only rebuild seconds per image
+#   make bench-images       builds the images, then prints size, seconds to healthy and
+#                           code-only rebuild seconds per image
 #
 # This project's machines reach no container registry, so the images build on the local
 # base by default. Where the official image can be pulled: make images PYTHON_IMAGE=
@@ -46,5 +47,5 @@ docker-static-test: venv docker-lint-venv
 container-test: venv docker-lint-venv
 	$(BIN)/pytest -p no:cacheprovider tests/static_docker tests/container
 
-bench-images: venv
+bench-images: venv images
 	$(BIN)/python bench/images.py

@@ -29,9 +29,9 @@ from bench.overhead import (  # noqa: E402
     DIGITS,
     LLM,
     ROW,
+    PlainConnection,
     apart,
     percentile,
-    post,
     run_workers,
     service_digits,
     service_throughput,
@@ -53,14 +53,12 @@ CHAT = {
 
 def chats_at_once(port: int, concurrency: int) -> float:
     """Aggregate completion tokens per second of ``concurrency`` simultaneous chats."""
-    import http.client
-
     tokens = [0] * concurrency
 
     def worker(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        connection = PlainConnection(port, timeout=600)
         body = json.dumps(CHAT).encode()
-        reply = json.loads(post(connection, "/v1/chat/completions", body))
+        reply = json.loads(connection.post("/v1/chat/completions", body))
         tokens[index] = reply["usage"]["completion_tokens"]
         connection.close()
 

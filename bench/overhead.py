@@ -113,13 +113,22 @@ class LeanConnection:
         self._socket.close()
 
 
-def post(connection: http.client.HTTPConnection, path: str, body: bytes) -> bytes:
-    connection.request("POST", path, body, {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    data = response.read()
-    if response.status != 200:
-        raise RuntimeError(f"{path}: {response.status} {data[:200]!r}")
-    return data
+class PlainConnection:
+    """The same calls as LeanConnection, through Python's http.client."""
+
+    def __init__(self, port: int, timeout: float = 60) -> None:
+        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def post(self, path: str, body: bytes) -> bytes:
+        self._connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = self._connection.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: {response.status} {data[:200]!r}")
+        return data
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def _set_cpus(pid: int, cpus: set[int]) -> None:
@@ -153,17 +162,12 @@ def apart(service: ServiceProcess) -> Iterator[None]:
 def service_digits(port: int, count: int, lean: bool = True) -> list[float]:
     body = json.dumps({"model_id": DIGITS, "inputs": [ROW]}).encode()
     timings = []
-    if lean:
-        connection = LeanConnection(port)
-        send: Callable[[], bytes] = lambda: connection.post("/api/inference", body)  # noqa: E731
-    else:
-        plain = http.client.HTTPConnection("127.0.0.1", port)
-        send = lambda: post(plain, "/api/inference", body)  # noqa: E731
+    connection = LeanConnection(port) if lean else PlainConnection(port)
     for _ in range(count):
         started = time.perf_counter()
-        send()
+        connection.post("/api/inference", body)
         timings.append(time.perf_counter() - started)
-    (connection if lean else plain).close()
+    connection.close()
     return timings
 
 
@@ -209,12 +213,12 @@ def direct_llm(settings: Settings, runs: int) -> list[float]:
 
 
 def service_llm(port: int, runs: int) -> list[float]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    connection = PlainConnection(port, timeout=300)
     body = json.dumps({"model": LLM, **CHAT}).encode()
     rates = []
     for _ in range(runs):
         started = time.perf_counter()
-        usage = json.loads(post(connection, "/v1/chat/completions", body))["usage"]
+        usage = json.loads(connection.post("/v1/chat/completions", body))["usage"]
         rates.append(usage["completion_tokens"] / (time.perf_counter() - started))
     connection.close()
     return rates

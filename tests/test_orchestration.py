@@ -84,17 +84,16 @@ def orchestration_settings(
 
 
 @pytest.fixture
-async def orchestration_app(orchestration_settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(orchestration_settings)
-    async with app.router.lifespan_context(app):
-        yield app
+async def app(orchestration_settings: Settings) -> AsyncIterator[FastAPI]:
+    """conftest's ``client`` fixture talks to this app in this module."""
+    application = create_app(orchestration_settings)
+    async with application.router.lifespan_context(application):
+        yield application
 
 
 @pytest.fixture
-async def api(orchestration_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=orchestration_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
+def api(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return client
 
 
 def core_of(app: FastAPI) -> Orchestrator:
@@ -133,11 +132,11 @@ async def test_cost_strategy_answers_with_the_cheapest_declared_model(
 
 
 async def test_latency_strategy_uses_the_medians_the_service_measured(
-    api: httpx.AsyncClient, orchestration_app: FastAPI
+    api: httpx.AsyncClient, app: FastAPI
 ) -> None:
     for model_id in (DIGITS, LOGREG):
         await api.post("/api/inference", json={"model_id": model_id, "inputs": ROWS})
-    latency = core_of(orchestration_app).latency
+    latency = core_of(app).latency
     assert latency.p50(DIGITS) is not None
     assert latency.p50(LOGREG) is not None
     for _ in range(50):  # make the forest look slow
@@ -228,9 +227,9 @@ async def test_ensemble_combines_every_member(api: httpx.AsyncClient, method: st
 
 
 async def test_ensemble_leaves_out_and_names_a_member_that_misses_its_deadline(
-    api: httpx.AsyncClient, orchestration_app: FastAPI
+    api: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    core = core_of(orchestration_app)
+    core = core_of(app)
     await core.models.load(DIGITS)
     gated = GatedBackend(core.settings)
     core.models._backends["onnxruntime"] = gated  # the logreg's load now waits

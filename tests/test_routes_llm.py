@@ -101,10 +101,9 @@ async def app(
 
 
 @pytest.fixture
-async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
+def api(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """conftest's client, on this module's app."""
+    return client
 
 
 def events(text: str) -> list[Any]:

@@ -218,6 +218,15 @@ def test_service_listens_on_its_port_only(service: ServiceProcess) -> None:
     assert service.listening_ports() == {service.port}
 
 
+# 900 tokens: a minute or more of generation, far longer than the tests wait for it.
+LONG_ANSWER = {
+    "model": LLM,
+    "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
+    "max_tokens": 900,
+    "ignore_eos": True,  # the answer cannot end on its own before the test is done
+}
+
+
 def wait_until_idle(service: ServiceProcess, after: str) -> None:
     """Within 10 s the LLM holds no request in flight, long before 900 tokens could end."""
     deadline = time.monotonic() + 10
@@ -230,13 +239,7 @@ def wait_until_idle(service: ServiceProcess, after: str) -> None:
 
 
 def test_client_disconnect_stops_the_generation(service: ServiceProcess) -> None:
-    request = {
-        "model": LLM,
-        "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
-        "max_tokens": 900,
-        "ignore_eos": True,  # the answer cannot end on its own before the test is done
-        "stream": True,
-    }
+    request = {**LONG_ANSWER, "stream": True}
     with httpx.stream("POST", f"{service.url}/v1/chat/completions", json=request, timeout=60) as r:
         lines = r.iter_lines()
         assert next(line for line in lines if line.startswith("data:"))
@@ -245,12 +248,7 @@ def test_client_disconnect_stops_the_generation(service: ServiceProcess) -> None
 
 
 def test_client_timeout_on_a_one_shot_chat_stops_the_generation(service: ServiceProcess) -> None:
-    request = {
-        "model": LLM,
-        "messages": [{"role": "user", "content": "Write a very long story about dragons."}],
-        "max_tokens": 900,
-        "ignore_eos": True,  # the answer cannot end on its own before the test is done
-    }
+    request = LONG_ANSWER
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{service.url}/v1/chat/completions", json=request, timeout=2)
     # Without the stop, the model would stay busy for all 900 tokens.

@@ -196,7 +196,8 @@ class Batcher(Generic[Item, Result]):
         kind = self._kind
         items = [pending.item for pending in batch]
         try:
-            result = await self._call(items[0] if len(items) == 1 else kind.merge(items))
+            merged = items[0] if len(items) == 1 else kind.merge(items)
+            result = await self.call_alone(self._handle, kind, merged)
         except Exception as exc:
             if isinstance(exc, OrchestratorError) and len(batch) > 1:
                 # One bad request must not fail the others: each runs alone for its answer.
@@ -217,9 +218,6 @@ class Batcher(Generic[Item, Result]):
     async def _alone(self, batch: list[_Pending[Item, Result]]) -> None:
         for pending in batch:
             await self._run([pending])
-
-    async def _call(self, item: Item) -> Result:
-        return await self.call_alone(self._handle, self._kind, item)
 
     @staticmethod
     async def call_alone(handle: ModelHandle, kind: Kind[Item, Result], item: Item) -> Result:

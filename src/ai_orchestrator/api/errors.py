@@ -61,14 +61,20 @@ def error_response(exc: OrchestratorError) -> JSONResponse:
     return envelope(exc.status, exc.code, exc.message, param=exc.param, headers=exc.headers)
 
 
+def first_error(errors: Sequence[Any]) -> tuple[str, str]:
+    """The field (dotted, FastAPI's "body" left out) and the "field: message" text of the
+    first of pydantic's validation errors."""
+    first = errors[0]
+    field = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+    return field, message
+
+
 def invalid_body(errors: Sequence[Any]) -> OrchestratorError:
     """The first of pydantic's validation errors of a request body, as our error."""
-    first = errors[0]
-    if first.get("type") == "json_invalid":
+    if errors[0].get("type") == "json_invalid":
         return InvalidJson("the request body is not valid JSON")
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    field = ".".join(location)
-    message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+    field, message = first_error(errors)
     return InvalidRequest(message, param=field or None)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_orchestrator.api.errors import BODY_TOO_LARGE_MARK, envelope, too_large
+from ai_orchestrator.api.errors import BODY_TOO_LARGE_MARK, envelope, error_response, too_large
 from ai_orchestrator.errors import BodyTooLarge, OrchestratorError, UnsupportedMediaType
 from ai_orchestrator.logs import model_id_var, request_id_var
 from ai_orchestrator.metrics import Metrics
@@ -52,7 +52,7 @@ class RequestContext:
             await self.app(scope, self._limited(scope, receive), send_with_id)
         except OrchestratorError as exc:
             if state["status"] is None:
-                await envelope(exc.status, exc.code, exc.message)(scope, receive, send_with_id)
+                await error_response(exc)(scope, receive, send_with_id)
         except asyncio.CancelledError:
             # uvicorn cancels requests still running when the shutdown grace period ends;
             # the client gets the envelope rather than a bare text 500.

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from ai_orchestrator.api.deps import completion_tokens, orchestrator, until_disconnected
 from ai_orchestrator.api.direct import read_body, send_json
-from ai_orchestrator.api.errors import invalid_body
+from ai_orchestrator.api.errors import first_error, invalid_body
 from ai_orchestrator.api.schemas import ChatMessage, GenerationParameters, InferenceRequest
 from ai_orchestrator.catalogue import CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
@@ -165,7 +165,7 @@ async def _generate(
     try:
         options = GenerationParameters.model_validate(parameters).backend_options()
     except ValidationError as exc:
-        raise InvalidInput(f"parameters: {_first_error(exc)}") from None
+        raise InvalidInput(f"parameters: {first_error(exc.errors())[1]}") from None
     if entry.task is Task.CHAT:
         request = {"messages": _as_messages(inputs), **options}
         generation = await core.generate(entry.id, "chat", request, keep_alive)
@@ -192,11 +192,5 @@ def _as_messages(inputs: str | list[Any]) -> list[dict[str, Any]]:
     try:
         messages = _MESSAGES.validate_python(inputs)
     except ValidationError as exc:
-        raise InvalidInput(f"inputs: {_first_error(exc)}") from None
+        raise InvalidInput(f"inputs: {first_error(exc.errors())[1]}") from None
     return [message.model_dump(exclude_none=True) for message in messages]
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    return f"{field}: {first['msg']}" if field else str(first["msg"])

@@ -50,7 +50,7 @@ class Dockerfile:
         return found
 
     def builder_text(self) -> str:
-        """The text from the first line through the end of the build stages (builder, app)."""
+        """The text from the first line through the end of the build stages (builder, code)."""
         end = self.text.index(BUILDER_END)
         return self.text[: self.text.index("\n", end) + 1]
 

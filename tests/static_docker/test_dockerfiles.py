@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import pytest
 
 from tests.static_docker.dockerfiles import (
     ENVIRONMENTS,
     NON_ROOT,
+    ROOT,
     Dockerfile,
     Instruction,
+    Stage,
     env_assignments,
     parse,
 )
@@ -20,14 +23,21 @@ PINNED_BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$
 AIO_ENV = {"dev": "development", "test": "test", "staging": "staging", "prod": "production"}
 OCI_LABELS = ("version", "revision", "source", "licenses")
 SBOM = "/usr/share/doc/ai-orchestrator/sbom.cdx.json"
-# What a final stage may take from the other stages, and where it must land.
+# What the rootfs stage may take from the build stages, and where it must land.
 COPIED_FROM = {
     ("builder", "/opt/venv"): "/opt/venv",
     ("builder", "/app/models"): "/app/models",
     ("builder", "/stage/dev/"): "/",
     ("sbom", "/stage/image/runtime.cdx.json"): SBOM,
     ("sbom", "/stage/image/dev.cdx.json"): SBOM,
-    ("app", "/stage/app/"): "/",
+}
+# What the final stage takes of the code stage: dev and test also get the tests and their
+# settings (pyproject.toml).
+CODE_COPY = {
+    "dev": "--from=code /app/ /app/",
+    "test": "--from=code /app/ /app/",
+    "staging": "--from=code /app/src/ /app/src/",
+    "prod": "--from=code /app/src/ /app/src/",
 }
 
 
@@ -42,10 +52,10 @@ def dockerfile(env: str) -> Dockerfile:
     return parse(env)
 
 
-def copies_from_stages(dockerfile: Dockerfile) -> list[tuple[str, str, str]]:
-    """(stage, source, target) of each COPY --from in the final stage."""
+def copies_from_stages(stage: Stage) -> list[tuple[str, str, str]]:
+    """(stage, source, target) of each COPY --from in a stage."""
     copies = []
-    for copy in dockerfile.final.all("COPY"):
+    for copy in stage.all("COPY"):
         words = copy.args.split()
         if words[0].startswith("--from="):
             copies.append((words[0].removeprefix("--from="), words[1], words[2]))
@@ -60,7 +70,14 @@ def test_build_stages_are_the_same_text_in_all_four_dockerfiles() -> None:
 def test_each_dockerfile_has_the_build_stages_and_one_final_stage_named_after_it(
     env: str, dockerfile: Dockerfile
 ) -> None:
-    assert [stage.name for stage in dockerfile.stages] == ["builder", "app", "system", "sbom", env]
+    assert [stage.name for stage in dockerfile.stages] == [
+        "builder",
+        "code",
+        "system",
+        "sbom",
+        "rootfs",
+        env,
+    ]
 
 
 def test_sbom_stage_is_the_same_in_all_four_dockerfiles() -> None:
@@ -74,7 +91,7 @@ def test_sbom_stage_reads_the_package_database_of_the_final_stages_base(
 ) -> None:
     copies = [ins.args for ins in dockerfile.stage("sbom").all("COPY")]
     assert "--from=system /var/lib/dpkg/status dpkg-status" in copies
-    assert dockerfile.final.base == "system"
+    assert dockerfile.stage("rootfs").base == "system"
 
 
 def test_base_comes_from_python_image_pinned_by_version_tag_and_digest(
@@ -85,42 +102,74 @@ def test_base_comes_from_python_image_pinned_by_version_tag_and_digest(
     assert arg.keyword == "ARG"
     assert name == "PYTHON_IMAGE"
     assert PINNED_BASE.match(default), default
-    # The final stage builds on the system stage, which is PYTHON_IMAGE plus Debian packages.
-    assert {stage.base for stage in dockerfile.stages[:-1]} == {"${PYTHON_IMAGE}"}
+    # Every stage with a file system of its own starts from PYTHON_IMAGE; the others
+    # start from scratch (code, the final stage) or from the system stage (rootfs).
+    bases = {stage.name: stage.base for stage in dockerfile.stages}
+    assert bases == {
+        "builder": "${PYTHON_IMAGE}",
+        "code": "scratch",
+        "system": "${PYTHON_IMAGE}",
+        "sbom": "${PYTHON_IMAGE}",
+        "rootfs": "system",
+        dockerfile.final.name: "scratch",
+    }
 
 
 def test_no_dockerfile_names_the_latest_tag(dockerfile: Dockerfile) -> None:
     assert ":latest" not in dockerfile.text
 
 
-def test_final_stage_takes_only_the_venv_models_and_app_from_the_build_stages(
+def test_rootfs_stage_takes_only_the_venv_models_and_sbom_from_the_build_stages(
     env: str, dockerfile: Dockerfile
 ) -> None:
-    copies = copies_from_stages(dockerfile)
+    rootfs = dockerfile.stage("rootfs")
+    copies = copies_from_stages(rootfs)
+    assert len(copies) == len(rootfs.instructions), "rootfs only copies"
     assert all(COPIED_FROM.get((stage, source)) == target for stage, source, target in copies)
     sources = [source for _, source, _ in copies]
-    assert sources[:2] == ["/opt/venv", "/app/models"]
+    assert sources[0] == "/opt/venv"
     with_dev_tools = env in ("dev", "test")
     assert ("/stage/dev/" in sources) == with_dev_tools
     sbom = "/stage/image/dev.cdx.json" if with_dev_tools else "/stage/image/runtime.cdx.json"
     assert sbom in sources
-    assert sources[-1] == "/stage/app/"
+    assert "/app/models" in sources
 
 
-def test_application_code_is_built_only_after_dependencies_and_models(
+def test_final_stage_is_the_rootfs_as_one_layer_and_then_the_code(
+    env: str, dockerfile: Dockerfile
+) -> None:
+    copies = [ins.args for ins in dockerfile.final.all("COPY")]
+    assert copies == ["--from=rootfs / /", CODE_COPY[env]]
+    # The code's copy is the last step: nothing after it is redone when only it changes.
+    assert dockerfile.final.instructions[-1].args == CODE_COPY[env]
+
+
+def test_application_code_is_copied_only_after_dependencies_and_models(
     dockerfile: Dockerfile,
 ) -> None:
     builder = dockerfile.stage("builder").instructions
     assert not [ins for ins in builder if ins.keyword == "COPY" and "src/" in ins.args]
     assert any("prepare_models.py" in ins.args for ins in builder)
-    app = dockerfile.stage("app").instructions
-    copy_src = next(i for i, ins in enumerate(app) if ins.args.startswith("src/"))
-    assert [ins.keyword for ins in app[copy_src + 1 :]] == ["RUN"]
-    assert copies_from_stages(dockerfile)[-1][0] == "app"
+    code = dockerfile.stage("code").instructions
+    assert {ins.keyword for ins in code} == {"COPY"}
+    assert code[-1].args == "src/ /app/src/"
+
+
+def test_console_script_runs_the_entry_point_that_pyproject_declares(
+    dockerfile: Dockerfile,
+) -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (entry_point,) = pyproject["project"]["scripts"].items()
+    name, target = entry_point
+    module, _, function = target.partition(":")
+    script = next(ins for ins in dockerfile.stage("builder").all("RUN") if ".pth" in ins.args)
+    assert f"/opt/venv/bin/{name}" in script.args
+    assert f"from {module} import {function}" in script.args
+    assert 'echo /app/src > "$site/ai_orchestrator.pth"' in script.args
 
 
 def test_every_dependency_install_checks_the_locks_hashes(dockerfile: Dockerfile) -> None:
-    runs = dockerfile.stage("builder").all("RUN") + dockerfile.stage("app").all("RUN")
+    runs = dockerfile.stage("builder").all("RUN")
     for run in runs:
         for command in re.split(r"&&", run.args):
             if re.search(r"pip (install|download)", command) and "-r " in command:
@@ -134,6 +183,7 @@ def test_final_stage_runs_nothing_and_only_copies_what_changes_with_the_code(
 ) -> None:
     # Its packages and user come from the system stage; a code change reruns no step.
     assert not dockerfile.final.all("RUN")
+    assert not dockerfile.stage("rootfs").all("RUN")
 
 
 def test_cmd_is_in_exec_form(dockerfile: Dockerfile) -> None:

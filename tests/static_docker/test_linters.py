@@ -47,6 +47,21 @@ def test_hadolint_configuration_gives_a_reason_for_every_ignored_rule() -> None:
         assert any(rule in line for line in lines[:index] if line.strip().startswith("#"))
 
 
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_inline_hadolint_ignore_gives_its_reason(env: str) -> None:
+    lines = dockerfile_path(env).read_text().splitlines()
+    for index, line in enumerate(lines):
+        if not line.startswith("# hadolint ignore="):
+            continue
+        above = []  # the comment block just above the pragma
+        for text in reversed(lines[:index]):
+            if not text.startswith("#"):
+                break
+            above.append(text)
+        for rule in line.removeprefix("# hadolint ignore=").split(","):
+            assert any(rule in text for text in above), f"{env}:{index + 1}: {rule} has no reason"
+
+
 @pytest.fixture(scope="module")
 def checkov_report() -> list[dict[str, Any]]:
     checkov = tool(CHECKOV, "run `make docker-lint-venv`")

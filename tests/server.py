@@ -40,7 +40,7 @@ class ServiceProcess:
         }
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ai_orchestrator.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "ai_orchestrator", "serve", "--port", str(self.port)],
             env=environment,
             stdout=self._log,
             stderr=subprocess.STDOUT,

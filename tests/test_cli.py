@@ -14,7 +14,7 @@ from tests.conftest import DIGITS, default_entries
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ai_orchestrator.cli", *args],
+        [sys.executable, "-m", "ai_orchestrator", *args],
         env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,

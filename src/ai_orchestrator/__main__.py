@@ -2,4 +2,6 @@
 
 from ai_orchestrator.cli import main
 
-raise SystemExit(main())
+# Guarded: uvicorn's reloader starts its worker by spawning, which imports this module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

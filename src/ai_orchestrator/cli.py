@@ -107,7 +107,3 @@ def _models(settings: Settings, url: str | None) -> int:
     for model_id, task, backend, state in rows:
         print(f"{model_id:32} {task:16} {backend:12} {state}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

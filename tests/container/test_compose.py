@@ -118,28 +118,60 @@ def test_compose_file_puts_the_service_on_an_internal_network(
         }
 
 
-def test_prod_compose_environment_starts_healthy_with_its_limits(image: dict[str, str]) -> None:
+def _bytes(size: str) -> int:
+    """A compose memory size ("1g", "512m") in bytes."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    suffix = size[-1].lower()
+    return int(size[:-1]) * units[suffix] if suffix in units else int(size)
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_compose_environment_starts_healthy_with_its_limits(
+    env: str, image: dict[str, str], configs: dict[str, dict[str, Any]]
+) -> None:
+    (spec,) = configs[env]["services"].values()
     # Unique: other checkouts on this machine may run the same test on the same engine.
-    project = f"aio-compose-test-{os.getpid()}"
+    project = f"aio-compose-{env}-{os.getpid()}"
     try:
         # This checkout's build, not whatever `make images` last tagged.
-        compose("prod", "up", "-d", "--no-build", project=project, image=image["prod"])
-        container_id = compose("prod", "ps", "-q", project=project, image=image["prod"]).strip()
-        assert inspect(container_id)["Config"]["Image"] == image["prod"]
-        deadline = time.monotonic() + 60
+        compose(env, "up", "-d", "--no-build", project=project, image=image[env])
+        container_id = compose(env, "ps", "-q", project=project, image=image[env]).strip()
+        assert inspect(container_id)["Config"]["Image"] == image[env]
+        deadline = time.monotonic() + 90
         while inspect(container_id)["State"]["Health"]["Status"] != "healthy":
-            assert time.monotonic() < deadline, "prod compose service never became healthy"
+            assert time.monotonic() < deadline, f"{env} compose service never became healthy"
             time.sleep(0.5)
         details = inspect(container_id)
         host = details["HostConfig"]
-        assert host["ReadonlyRootfs"] is True
+        # What the engine applied is what the file asks for.
+        assert host["ReadonlyRootfs"] is spec["read_only"]
         assert host["CapDrop"] == ["ALL"]
-        assert host["Memory"] == 1024**3
-        assert host["PidsLimit"] == 128
+        assert host["SecurityOpt"] == ["no-new-privileges:true"]
+        assert host["Memory"] == _bytes(str(spec["mem_limit"]))
+        assert host["NanoCpus"] == int(float(spec["cpus"]) * 1e9)
+        assert host["PidsLimit"] == spec["pids_limit"]
+        assert host["RestartPolicy"]["Name"] == spec["restart"]
         binding = details["NetworkSettings"]["Ports"]["8000/tcp"][0]
         assert binding["HostIp"] == "127.0.0.1"
         assert get(f"http://127.0.0.1:{binding['HostPort']}/health/ready")[0] == 200
     finally:
-        compose(
-            "prod", "down", "--volumes", "--timeout", "30", project=project, image=image["prod"]
+        compose(env, "down", "--volumes", "--timeout", "30", project=project, image=image[env])
+
+
+def test_test_compose_environment_exits_with_the_suites_status(image: dict[str, str]) -> None:
+    project = f"aio-compose-test-{os.getpid()}"
+    try:
+        # compose() asserts a zero exit, which --exit-code-from takes from the suite.
+        output = compose(
+            "test",
+            "up",
+            "--no-build",
+            "--exit-code-from",
+            "ai-orchestrator-tests",
+            project=project,
+            image=image["test"],
+            timeout=900,
         )
+        assert " passed" in output
+    finally:
+        compose("test", "down", "--volumes", project=project, image=image["test"])

@@ -76,3 +76,48 @@ async def test_docs_are_off_in_production(settings: Settings) -> None:
     async with await _client_for(app) as http:
         assert_envelope(await http.get("/openapi.json"), 404, "not_found")
         assert_envelope(await http.get("/docs"), 404, "not_found")
+
+
+async def test_a_preload_model_unloaded_after_loading_keeps_the_service_ready(
+    settings: Settings,
+) -> None:
+    # A short keep-alive unloads it when idle; an admin's unload too. Either way the next
+    # request reloads it, so the replica must stay in its load balancer's rotation.
+    app = create_app(settings.model_copy(update={"preload": (DIGITS,), "keep_alive_s": 0.2}))
+    async with app.router.lifespan_context(app), await _client_for(app) as http:
+        for _ in range(200):
+            if (await http.get("/health/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        for _ in range(200):
+            status = (await http.get(f"/api/models/{DIGITS}/status")).json()
+            if status["state"] == "unloaded":
+                break
+            await asyncio.sleep(0.02)
+        assert status["state"] == "unloaded"
+        assert (await http.get("/health/ready")).status_code == 200
+        assert (await http.get("/v2/health/ready")).json() == {"ready": True}
+
+
+async def test_a_preload_model_that_fails_on_reload_makes_the_service_unready(
+    settings: Settings,
+) -> None:
+    app = create_app(settings.model_copy(update={"preload": (DIGITS,)}))
+    async with app.router.lifespan_context(app), await _client_for(app) as http:
+        await http.post(f"/api/models/{DIGITS}/load")
+        await http.post(f"/api/models/{DIGITS}/unload")
+        assert (await http.get("/health/ready")).status_code == 200
+        (settings.model_dir / "digits-classifier.onnx").write_bytes(b"broken")
+        assert (await http.post(f"/api/models/{DIGITS}/load")).status_code >= 500
+        error = assert_envelope(await http.get("/health/ready"), 503, "not_ready")
+        assert f"{DIGITS} (failed)" in error["message"]
+        assert_envelope(await http.get("/v2/health/ready"), 503, "not_ready")
+
+
+@pytest.mark.parametrize("route", ["/health", "/health/live", "/health/ready", "/v2/health/live"])
+async def test_health_routes_answer_head_as_load_balancer_probes_send_it(
+    client: httpx.AsyncClient, route: str
+) -> None:
+    response = await client.head(route)
+    assert response.status_code == 200
+    assert response.content == b""

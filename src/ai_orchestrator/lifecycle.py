@@ -81,6 +81,13 @@ class ModelManager:
     def is_ready(self, model_id: str) -> bool:
         return self._slot(model_id).state is ModelState.READY
 
+    def can_serve(self, model_id: str) -> bool:
+        """Ready, or loaded before and not failed since: a request reloads it on demand."""
+        slot = self._slot(model_id)
+        return slot.state is ModelState.READY or (
+            slot.has_loaded and slot.state is not ModelState.FAILED
+        )
+
     async def load(self, model_id: str) -> ModelStatus:
         """Load the model if needed and wait until it is ready; raise if the load fails."""
         slot = self._slot(model_id)
@@ -218,6 +225,7 @@ class ModelManager:
         seconds = time.perf_counter() - started
         async with slot.changed:
             slot.handle, slot.state, slot.load_task = handle, ModelState.READY, None
+            slot.has_loaded = True
             slot.load_seconds, slot.loaded_at = round(seconds, 3), time.time()
             # Never less than the file: a mapped file's pages may not be touched yet.
             measured = max(resident_bytes() - before, self._file_bytes(entry))

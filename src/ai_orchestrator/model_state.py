@@ -60,6 +60,9 @@ class Slot:
         self.keep_alive_override: float | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self.waiting_for_room = False
+        # Loaded at least once: unloaded since (keep-alive, eviction, an admin), it reloads
+        # on demand, so it still counts towards the service being ready.
+        self.has_loaded = False
 
     @property
     def idle(self) -> bool:

@@ -68,6 +68,15 @@ class Orchestrator:
             weakref.WeakKeyDictionary()
         )
 
+    def unready_preloads(self) -> dict[str, str]:
+        """The preload models that keep the service unready, with their states: those not
+        yet loaded, and those whose last load failed."""
+        return {
+            model_id: self.models.status(model_id).state.value
+            for model_id in self.settings.preload
+            if not self.models.can_serve(model_id)
+        }
+
     def entry_for(self, model_id: str, tasks: frozenset[Task] | None = None) -> CatalogueEntry:
         entry = self.catalogue.get(model_id)
         model_id_var.set(model_id)

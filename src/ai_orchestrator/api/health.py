@@ -1,5 +1,8 @@
-"""Liveness and readiness. Ready means every preload model is ready; a model loaded
-later on demand does not make the service unready."""
+"""Liveness and readiness. Ready means every preload model has loaded and has not failed
+since. One unloaded later (keep-alive, eviction, an admin's unload) reloads on the next
+request, so it keeps the service ready: an idle replica must stay in its load balancer's
+rotation to get the traffic that reloads it. A model loaded later on demand does not make
+the service unready."""
 
 from __future__ import annotations
 
@@ -16,19 +19,20 @@ router = APIRouter(tags=["health"])
 Core = Annotated[Orchestrator, Depends(orchestrator)]
 
 
-@router.get("/health", summary="Alias of /health/live")
-@router.get("/health/live", summary="The process is up")
+# HEAD too: some load balancers' probes send it.
+@router.api_route("/health", methods=["GET", "HEAD"], summary="Alias of /health/live")
+@router.api_route("/health/live", methods=["GET", "HEAD"], summary="The process is up")
 async def live() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/health/ready", summary="Every preload model is ready")
+@router.api_route(
+    "/health/ready",
+    methods=["GET", "HEAD"],
+    summary="Every preload model has loaded and not failed since",
+)
 async def ready(core: Core) -> JSONResponse:
-    waiting = {
-        model_id: core.models.status(model_id).state.value
-        for model_id in core.settings.preload
-        if not core.models.is_ready(model_id)
-    }
+    waiting = core.unready_preloads()
     if waiting:
         listed = ", ".join(f"{model_id} ({state})" for model_id, state in waiting.items())
         return envelope(503, "not_ready", f"waiting for preload models: {listed}")

@@ -52,14 +52,16 @@ async def server_metadata() -> dict[str, Any]:
     return {"name": "alt-las-ai-orchestrator", "version": __version__, "extensions": []}
 
 
-@router.get("/health/live", summary="Server liveness")
+@router.api_route("/health/live", methods=["GET", "HEAD"], summary="Server liveness")
 async def server_live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Server readiness", response_model=None)
+@router.api_route(
+    "/health/ready", methods=["GET", "HEAD"], summary="Server readiness", response_model=None
+)
 async def server_ready(core: Core) -> Any:
-    if all(core.models.is_ready(model_id) for model_id in core.settings.preload):
+    if not core.unready_preloads():
         return {"ready": True}
     return envelope(503, "not_ready", "preload models are not ready yet")
 

@@ -19,18 +19,18 @@ router = APIRouter(tags=["health"])
 Core = Annotated[Orchestrator, Depends(orchestrator)]
 
 
-# HEAD too: some load balancers' probes send it.
-@router.api_route("/health", methods=["GET", "HEAD"], summary="Alias of /health/live")
-@router.api_route("/health/live", methods=["GET", "HEAD"], summary="The process is up")
+# HEAD too, since some load balancers probe with it; out of the schema, where it would
+# duplicate the GET operation.
+@router.get("/health", summary="Alias of /health/live")
+@router.head("/health", include_in_schema=False)
+@router.get("/health/live", summary="The process is up")
+@router.head("/health/live", include_in_schema=False)
 async def live() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.api_route(
-    "/health/ready",
-    methods=["GET", "HEAD"],
-    summary="Every preload model has loaded and not failed since",
-)
+@router.get("/health/ready", summary="Every preload model has loaded and not failed since")
+@router.head("/health/ready", include_in_schema=False)
 async def ready(core: Core) -> JSONResponse:
     waiting = core.unready_preloads()
     if waiting:

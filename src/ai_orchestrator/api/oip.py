@@ -52,14 +52,14 @@ async def server_metadata() -> dict[str, Any]:
     return {"name": "alt-las-ai-orchestrator", "version": __version__, "extensions": []}
 
 
-@router.api_route("/health/live", methods=["GET", "HEAD"], summary="Server liveness")
+@router.get("/health/live", summary="Server liveness")
+@router.head("/health/live", include_in_schema=False)
 async def server_live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.api_route(
-    "/health/ready", methods=["GET", "HEAD"], summary="Server readiness", response_model=None
-)
+@router.get("/health/ready", summary="Server readiness", response_model=None)
+@router.head("/health/ready", include_in_schema=False, response_model=None)
 async def server_ready(core: Core) -> Any:
     if not core.unready_preloads():
         return {"ready": True}

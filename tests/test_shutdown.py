@@ -98,3 +98,41 @@ def test_sigterm_under_load_drops_no_accepted_request_and_exits_zero() -> None:
     assert all(outcome.status == 200 for outcome in answered), answered
     assert after, "no request was in flight when SIGTERM came"
     assert " ai_orchestrator stopped" in log
+
+
+def test_requests_past_the_grace_end_in_the_envelope_and_the_process_exits_zero() -> None:
+    process = ServiceProcess(preload=LLM, AIO_SHUTDOWN_GRACE_S="1")
+    process.wait_ready()
+    body = {
+        "model": LLM,
+        "messages": [{"role": "user", "content": "Tell me about rivers."}],
+        "max_tokens": 2000,
+        "ignore_eos": True,
+    }
+    plain: list[httpx.Response] = []
+
+    def post() -> None:
+        plain.append(httpx.post(f"{process.url}/v1/chat/completions", json=body, timeout=120))
+
+    events: list[str] = []
+    with httpx.Client(base_url=process.url, timeout=120) as http:
+        with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
+            lines = stream.iter_lines()
+            events.append(next(line for line in lines if line))
+            waiting = threading.Thread(target=post)
+            waiting.start()
+            time.sleep(0.5)
+            code = process.terminate(timeout=60)
+            events.extend(line for line in lines if line)
+    waiting.join(timeout=60)
+    log = process.log()
+    assert code == 0, log
+    # Both ran past the 1 s grace: 2000 tokens take far longer on this CPU.
+    (answer,) = plain
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "shutting_down"
+    *_, finish, error, done = events
+    assert json.loads(finish.removeprefix("data: "))["choices"][0]["finish_reason"] == "error"
+    assert json.loads(error.removeprefix("data: "))["error"]["code"] == "shutting_down"
+    assert done == "data: [DONE]"
+    assert "Exception in ASGI application" not in log

@@ -113,6 +113,13 @@ class ClientDisconnected(OrchestratorError):
     code = "client_disconnected"
 
 
+class ShuttingDown(OrchestratorError):
+    """The shutdown grace ran out before the request was answered."""
+
+    status = 503
+    code = "shutting_down"
+
+
 class CatalogueError(Exception):
     """The catalogue file is malformed; raised at start-up, never to a client."""
 

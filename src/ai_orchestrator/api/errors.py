@@ -23,6 +23,9 @@ from ai_orchestrator.logs import request_id_var
 log = logging.getLogger("ai_orchestrator.http")
 # Set in the ASGI scope by the request middleware when a streamed body passes the limit.
 BODY_TOO_LARGE_MARK = "aio.body_too_large"
+# Set in the ASGI scope by a streaming route: given the error that cut the stream short,
+# the bytes that end it as a failed stream ends (see api/openai.py).
+STREAM_EPILOGUE = "aio.stream_epilogue"
 
 
 def envelope(

@@ -13,8 +13,19 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ai_orchestrator.api.errors import BODY_TOO_LARGE_MARK, envelope, error_response, too_large
-from ai_orchestrator.errors import BodyTooLarge, OrchestratorError, UnsupportedMediaType
+from ai_orchestrator.api.errors import (
+    BODY_TOO_LARGE_MARK,
+    STREAM_EPILOGUE,
+    envelope,
+    error_response,
+    too_large,
+)
+from ai_orchestrator.errors import (
+    BodyTooLarge,
+    OrchestratorError,
+    ShuttingDown,
+    UnsupportedMediaType,
+)
 from ai_orchestrator.logs import model_id_var, request_id_var
 from ai_orchestrator.metrics import Metrics
 
@@ -54,12 +65,23 @@ class RequestContext:
             if state["status"] is None:
                 await error_response(exc)(scope, receive, send_with_id)
         except asyncio.CancelledError:
-            # uvicorn cancels requests still running when the shutdown grace period ends;
-            # the client gets the envelope rather than a bare text 500.
+            # uvicorn cancels requests still running when the shutdown grace period ends
+            # (nothing else cancels a request's task). The client gets the envelope, or a
+            # stream its error ending, rather than a bare 500 or a cut connection.
+            stopped = ShuttingDown("the service stopped before answering")
+            epilogue = scope.get(STREAM_EPILOGUE)
             if state["status"] is None:
-                response = envelope(503, "shutting_down", "the service stopped before answering")
-                await response(scope, receive, send_with_id)
-            raise
+                await error_response(stopped)(scope, receive, send_with_id)
+            elif epilogue is not None:
+                body = {"type": "http.response.body", "body": epilogue(stopped)}
+                await send_with_id(body)
+            else:
+                raise
+            # Answered: the cancellation has done its work. Raised on, uvicorn would log
+            # it as an exception in the application.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         except Exception:
             log.exception("unexpected error")
             if state["status"] is None:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ai_orchestrator.api.deps import completion_tokens, orchestrator, until_disconnected
-from ai_orchestrator.api.errors import error_body
+from ai_orchestrator.api.errors import STREAM_EPILOGUE, error_body
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ai_orchestrator.backends.base import Embeddings
 from ai_orchestrator.catalogue import ROUTE_PREFIX, Task
@@ -155,8 +155,10 @@ async def _respond(
     else:
         answer = await first_answer(candidates, start)
     first, rest = answer.result
+    events = _Events(first, rest, answer.model_id, usage, http.app.state.metrics)
+    http.scope[STREAM_EPILOGUE] = events.epilogue
     return StreamingResponse(
-        _events(first, rest, answer.model_id, usage, http.app.state.metrics),
+        aiter(events),
         media_type="text/event-stream",
         headers={
             "Cache-Control": "no-cache",
@@ -172,26 +174,42 @@ def _passed_over_header(passed_over: list[PassedOver]) -> dict[str, str]:
     return {"X-Passed-Over": ", ".join(f"{p.model_id}={p.code}" for p in passed_over)}
 
 
-async def _events(
-    first: dict[str, Any], rest: Chunks, model: str, usage: bool, counts: Metrics
-) -> AsyncIterator[bytes]:
-    last = first
-    try:
-        yield _event(first, model, usage)
-        async for chunk in rest:
-            # llama.cpp puts usage on the last chunk whether or not the client asked.
-            counts.count_tokens(model, completion_tokens(chunk))
-            last = chunk
-            yield _event(chunk, model, usage)
-    except Exception as exc:
-        # Never a silent truncation: the choice ends with finish_reason "error", then
-        # the error itself follows in the one envelope.
-        if not isinstance(exc, OrchestratorError):
-            log.exception("unexpected error mid-stream")
-            exc = OrchestratorError("internal error; see the service log for the request id")
-        yield _event(_error_finish(last), model, usage=False)
-        yield b"data: " + error_body(exc) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+class _Events:
+    """A stream's server-sent events. Its epilogue ends the stream as a failure: a chunk
+    with finish_reason "error", the error in the one envelope, then [DONE]; never a
+    silent truncation. The request middleware sends it too, when the shutdown grace
+    cuts the stream short."""
+
+    def __init__(
+        self, first: dict[str, Any], rest: Chunks, model: str, usage: bool, counts: Metrics
+    ) -> None:
+        self.first, self.rest, self.last = first, rest, first
+        self.model, self.usage, self.counts = model, usage, counts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            yield _event(self.first, self.model, self.usage)
+            async for chunk in self.rest:
+                # llama.cpp puts usage on the last chunk whether or not the client asked.
+                self.counts.count_tokens(self.model, completion_tokens(chunk))
+                self.last = chunk
+                yield _event(chunk, self.model, self.usage)
+        except Exception as exc:
+            if not isinstance(exc, OrchestratorError):
+                log.exception("unexpected error mid-stream")
+                exc = OrchestratorError("internal error; see the service log for the request id")
+            yield self.epilogue(exc)
+            return
+        yield b"data: [DONE]\n\n"
+
+    def epilogue(self, exc: OrchestratorError) -> bytes:
+        return (
+            _event(_error_finish(self.last), self.model, usage=False)
+            + b"data: "
+            + error_body(exc)
+            + b"\n\n"
+            + b"data: [DONE]\n\n"
+        )
 
 
 def _error_finish(last: dict[str, Any]) -> dict[str, Any]:

@@ -115,15 +115,18 @@ def test_requests_past_the_grace_end_in_the_envelope_and_the_process_exits_zero(
         plain.append(httpx.post(f"{process.url}/v1/chat/completions", json=body, timeout=120))
 
     events: list[str] = []
-    with httpx.Client(base_url=process.url, timeout=120) as http:
-        with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
-            lines = stream.iter_lines()
-            events.append(next(line for line in lines if line))
-            waiting = threading.Thread(target=post)
-            waiting.start()
-            time.sleep(0.5)
-            code = process.terminate(timeout=60)
-            events.extend(line for line in lines if line)
+    streamed = {**body, "stream": True}
+    with (
+        httpx.Client(base_url=process.url, timeout=120) as http,
+        http.stream("POST", "/v1/chat/completions", json=streamed) as stream,
+    ):
+        lines = stream.iter_lines()
+        events.append(next(line for line in lines if line))
+        waiting = threading.Thread(target=post)
+        waiting.start()
+        time.sleep(0.5)
+        code = process.terminate(timeout=60)
+        events.extend(line for line in lines if line)
     waiting.join(timeout=60)
     log = process.log()
     assert code == 0, log

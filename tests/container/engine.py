@@ -178,7 +178,8 @@ def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> tuple[in
         with _OPENER.open(request, timeout=timeout) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        # The service's errors are the JSON envelope too.
+        return error.code, json.loads(error.read())
 
 
 def seconds_until_ready(container: Container, limit: float = 60.0) -> float:

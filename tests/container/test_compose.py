@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from tests.container.engine import ROOT, api_keys_file, get, inspect
+from tests.static_docker.dockerfiles import env_assignments, parse
 
 COMPOSE = ROOT / "deploy" / "compose"
 ENVIRONMENTS = ("dev", "test", "staging", "prod")
@@ -102,6 +104,29 @@ def test_compose_file_has_healthcheck_and_restart_policy(
     else:
         assert spec["healthcheck"]["interval"]
         assert spec["restart"] == ("no" if env == "dev" else "unless-stopped")
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration ("30s", "1m30s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", duration)
+    assert "".join(number + unit for number, unit in parts) == duration, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_compose_file_stops_the_service_only_after_its_own_shutdown_grace(
+    service: tuple[str, dict[str, Any]],
+) -> None:
+    env, spec = service
+    if env == "test":
+        pytest.skip("the test container serves nothing: it runs the suite and exits")
+    variables = env_assignments(parse(env).final.all("ENV")[0])
+    grace = float(
+        (spec.get("environment") or {}).get("AIO_SHUTDOWN_GRACE_S")
+        or variables["AIO_SHUTDOWN_GRACE_S"]
+    )
+    # Room, after the grace, to answer what it cut short and exit 0 before SIGKILL.
+    assert _seconds(spec.get("stop_grace_period", "10s")) >= grace + 2
 
 
 def test_compose_file_puts_the_service_on_an_internal_network(

@@ -40,6 +40,9 @@ CODE_COPY = {
     "prod": "--from=code /app/src/ /app/src/",
 }
 
+# What `docker stop` and compose wait for, by default, between SIGTERM and SIGKILL.
+DOCKER_STOP_TIMEOUT_S = 10
+
 
 @pytest.fixture(params=ENVIRONMENTS)
 def env(request: pytest.FixtureRequest) -> str:
@@ -227,6 +230,9 @@ def test_environment_is_set_in_one_env_instruction_of_the_final_stage(
     assert variables["AIO_PORT"] == "8000"
     assert variables["AIO_PRELOAD"] == "smollm2-135m-instruct,digits-classifier"
     assert variables["AIO_LOG_LEVEL"] == ("DEBUG" if env == "dev" else "INFO")
+    # `docker stop` sends SIGKILL 10 s after SIGTERM unless told otherwise: the service's
+    # grace ends well before, so the requests it cut short still get their answer.
+    assert float(variables["AIO_SHUTDOWN_GRACE_S"]) + 2 <= DOCKER_STOP_TIMEOUT_S
 
 
 @pytest.mark.parametrize("env", NON_ROOT)

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+
+# Before ONNX Runtime is imported, which otherwise sends usage events out from the build
+# (see ai_orchestrator/backends/onnx.py).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np
 import onnxruntime as ort

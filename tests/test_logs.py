@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,9 +12,9 @@ import httpx
 import pytest
 
 from ai_orchestrator.api.app import create_app
-from ai_orchestrator.logs import configure_logging
+from ai_orchestrator.logs import JsonFormatter, configure_logging
 from ai_orchestrator.settings import Environment, Settings
-from tests.conftest import DIGITS, INFERENCE_KEY
+from tests.conftest import DIGITS, INFERENCE_KEY, MODELS
 
 
 @pytest.fixture
@@ -97,3 +100,46 @@ async def test_newline_in_a_path_cannot_forge_a_text_log_line(
     lines = capsys.readouterr().err.splitlines()
     assert not any(line.startswith("2026-12-03 ERROR forged") for line in lines)
     assert any("\\n2026-12-03 ERROR forged\\x00" in line for line in lines)
+
+
+@pytest.mark.usefixtures("restore_loggers")
+async def test_passing_health_probes_log_at_debug_and_failing_ones_at_info(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The image's healthcheck probes every second: at INFO, a day of it is 86,400 lines.
+    quiet = settings.model_copy(update={"log_json": True, "log_level": "INFO"})
+    configure_logging(quiet)
+    app = create_app(quiet.model_copy(update={"preload": (DIGITS,)}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        assert (await http.get("/health/ready")).status_code == 503
+        await http.post(f"/api/models/{DIGITS}/load")
+        assert (await http.get("/health/ready")).status_code == 200
+        assert (await http.get("/health/live")).status_code == 200
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    logged = [(line["route"], line["status"]) for line in lines if line.get("event") == "request"]
+    assert logged == [("/health/ready", 503), ("/api/models/{model_id}/load", 200)]
+
+
+def test_uvicorns_colour_codes_stay_out_of_json_lines() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "Started server process [1]", "color_message": "Started \x1b[36m%d\x1b[0m"}
+    )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "Started server process [1]"
+    assert "color_message" not in line
+
+
+def test_onnx_runtime_keeps_no_device_id_and_sends_nothing(tmp_path: Path) -> None:
+    # In a fresh process, as the service loads a model: ONNX Runtime reads the switch only
+    # when first imported, which in this test process has happened long ago.
+    script = (
+        "from ai_orchestrator.backends.onnx import OnnxBackend\n"
+        "import onnxruntime\n"
+        f"onnxruntime.InferenceSession({str(MODELS / 'digits-classifier.onnx')!r})\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    subprocess.run(
+        [sys.executable, "-c", script], env={**environment, "HOME": str(tmp_path)}, check=True
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 model_id_var: ContextVar[str | None] = ContextVar("model_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed through ``extra``.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn's color_message repeats the message with terminal colour codes.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 @contextmanager

@@ -115,7 +115,10 @@ class RequestContext:
             self.metrics.observe_request(
                 route or "unmatched", scope["method"], status or 0, seconds
             )
-        log.info(
+        # A passing probe is routine, and comes every second from the image's healthcheck.
+        probe = route in _PROBES and status == 200
+        log.log(
+            logging.DEBUG if probe else logging.INFO,
             "%s %s %s %.1fms",
             scope["method"],
             # repr without its quotes: a newline or NUL in the path cannot forge a line.
@@ -134,6 +137,7 @@ class RequestContext:
 
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
+_PROBES = {"/health", "/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"}
 
 
 def _check_headers(scope: Scope, max_body_bytes: int) -> None:

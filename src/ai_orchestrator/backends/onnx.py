@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,12 @@ from ai_orchestrator.backends import import_library
 from ai_orchestrator.backends.base import Backend, Classification, ModelHandle, TensorSpec
 from ai_orchestrator.catalogue import CatalogueEntry
 from ai_orchestrator.errors import InvalidInput, ModelLoadFailed
+
+# ONNX Runtime 1.29 and later keep a device id under ~/.cache and send usage events out
+# unless this is set before the library is first imported. A self-hosted service sends
+# nothing anywhere, and on a read-only root the attempt also writes a warning to stderr
+# outside the JSON log. An operator's own value is left alone.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # ONNX type strings -> Open Inference Protocol datatypes and numpy dtypes.
 ONNX_TYPES: dict[str, tuple[str, type[np.generic]]] = {

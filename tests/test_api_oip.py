@@ -65,6 +65,10 @@ async def test_infer_returns_labels_matching_the_alt_las_api(client: httpx.Async
         ({"datatype": "UINT8", "data": [-1] * 64}, "do not fit"),
         ({"datatype": "INT64", "data": [2**70] * 64}, "do not fit"),
         ({"datatype": "INT32", "data": [1.5] * 64}, "do not fit"),
+        # The values fit, but the model's X is FP32: never converted behind the caller.
+        ({"datatype": "INT64"}, "is FP32 in the model, not INT64"),
+        ({"datatype": "FP64"}, "is FP32 in the model, not FP64"),
+        ({"datatype": "BOOL", "data": [True] * 64}, "is FP32 in the model, not BOOL"),
     ],
 )
 async def test_bad_tensor_is_a_400(
@@ -100,3 +104,22 @@ async def test_unknown_and_repeated_tensor_names_are_refused(client: httpx.Async
 async def test_infer_without_inputs_is_a_400(client: httpx.AsyncClient) -> None:
     response = await client.post(f"/v2/models/{DIGITS}/infer", json={"inputs": []})
     assert_envelope(response, 400, "invalid_request")
+
+
+async def test_infer_returns_only_the_requested_outputs(client: httpx.AsyncClient) -> None:
+    body = {"inputs": [tensor(HELDOUT["inputs"][:2])], "outputs": [{"name": "label"}]}
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=body)
+    assert response.status_code == 200, response.text
+    assert [output["name"] for output in response.json()["outputs"]] == ["label"]
+    body["outputs"] = [{"name": "probabilities"}, {"name": "label"}]
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=body)
+    assert [output["name"] for output in response.json()["outputs"]] == ["probabilities", "label"]
+
+
+async def test_infer_refuses_an_output_the_model_does_not_have(client: httpx.AsyncClient) -> None:
+    body = {"inputs": [tensor(HELDOUT["inputs"][:1])], "outputs": [{"name": "nope"}]}
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=body)
+    error = assert_envelope(response, 400, "invalid_input")
+    assert "'nope'" in error["message"]
+    assert "'label'" in error["message"]
+    assert error["param"] == "outputs"

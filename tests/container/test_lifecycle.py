@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -134,6 +135,18 @@ def test_prod_answers_a_request_longer_than_its_grace_before_docker_stop_kills_i
     assert stopped - started < 10
     assert result["status"] == 503, result
     assert result["body"]["error"]["code"] == "shutting_down"
+
+
+def test_prod_logs_only_json_lines_without_the_healthchecks_probes(image: dict[str, str]) -> None:
+    with running(image["prod"], *HARDENED) as container:
+        seconds_until_healthy(container)
+        docker("stop", container.id, timeout=60)
+        logs = container.logs()
+    lines = [json.loads(line) for line in logs.splitlines()]
+    assert [line["event"] for line in lines if "event" in line][-2:] == ["draining", "stopped"]
+    # The probes that passed (every second) are DEBUG; only the first, before ready, shows.
+    probes = [line for line in lines if line.get("route") == "/health/ready"]
+    assert all(line["status"] == 503 for line in probes), probes
 
 
 @pytest.mark.parametrize("command", [(), ("ai-orchestrator", "serve", "--reload", "--reload-poll")])

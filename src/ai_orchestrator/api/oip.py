@@ -39,11 +39,17 @@ class InferInput(BaseModel):
     data: list[Any]
 
 
+class RequestedOutput(BaseModel):
+    name: str = Field(min_length=1)
+
+
 class InferRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str | None = None
     inputs: list[InferInput] = Field(min_length=1)
+    # Which outputs to return; all of them when left out.
+    outputs: list[RequestedOutput] | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -95,10 +101,17 @@ async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]
     if keep_alive is not None and not isinstance(keep_alive, int | float):
         raise InvalidInput("parameters.keep_alive must be a number of seconds")
     results = await core.run_tensors(model_id, tensors, keep_alive)
+    names = list(results) if body.outputs is None else [output.name for output in body.outputs]
+    if unknown := [name for name in names if name not in results]:
+        raise InvalidInput(
+            f"unknown output(s) {', '.join(map(repr, unknown))}; the model has "
+            f"{', '.join(map(repr, results))}",
+            param="outputs",
+        )
     return {
         "model_name": model_id,
         "id": body.id,
-        "outputs": [_from_array(name, value) for name, value in results.items()],
+        "outputs": [_from_array(name, results[name]) for name in dict.fromkeys(names)],
     }
 
 

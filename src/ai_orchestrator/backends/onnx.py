@@ -33,6 +33,8 @@ ONNX_TYPES: dict[str, tuple[str, type[np.generic]]] = {
     "tensor(bool)": ("BOOL", np.bool_),
 }
 
+_DATATYPE_NAMES = {np.dtype(dtype): name for name, dtype in ONNX_TYPES.values()}
+
 
 def _spec(node: Any) -> TensorSpec:
     datatype = ONNX_TYPES.get(node.type, (node.type, np.float32))[0]
@@ -67,7 +69,13 @@ class OnnxHandle(ModelHandle):
             raise InvalidInput(f"unknown input tensor(s): {', '.join(sorted(unknown))}")
         feeds = {}
         for spec in self._inputs:
-            array = np.asarray(inputs[spec.name], dtype=self._input_dtypes[spec.name])
+            array = np.asarray(inputs[spec.name])
+            # Never converted: 64 BOOLs or FP64 values would run as some other input.
+            if array.dtype != self._input_dtypes[spec.name]:
+                given = _DATATYPE_NAMES.get(array.dtype, str(array.dtype))
+                raise InvalidInput(
+                    f"input {spec.name!r} is {spec.datatype} in the model, not {given}"
+                )
             _check_shape(spec, array.shape)
             feeds[spec.name] = array
         rows = len(next(iter(feeds.values()))) if feeds else 1

@@ -76,7 +76,8 @@ def first_error(errors: Sequence[Any]) -> tuple[str, str]:
 def invalid_body(errors: Sequence[Any]) -> OrchestratorError:
     """The first of pydantic's validation errors of a request body, as our error."""
     if errors[0].get("type") == "json_invalid":
-        return InvalidJson("the request body is not valid JSON")
+        detail = (errors[0].get("ctx") or {}).get("error")
+        return InvalidJson("the request body is not valid JSON" + (f": {detail}" if detail else ""))
     field, message = first_error(errors)
     return InvalidRequest(message, param=field or None)
 
@@ -98,7 +99,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return envelope(413, "body_too_large", too_large(limit))
     if exc.status_code == 400:
         # FastAPI's one message for a body it could not read: bad UTF-8, too deep, cut off.
-        return envelope(400, "invalid_json", f"the request body could not be read: {exc.detail}")
+        return error_response(InvalidJson("the request body is not valid JSON"))
     codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
     code = codes.get(exc.status_code, "http_error")
     return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)

@@ -105,6 +105,25 @@ async def run_one(
     keep_alive: float | None,
 ) -> Outputs:
     """One ALT_LAS inference on one model: ``outputs`` and ``usage`` by the model's task."""
+    try:
+        return await _run_one(core, entry, inputs, parameters, keep_alive)
+    except InvalidInput as exc:
+        # The core names the OpenAI API's fields; here the text comes in as "inputs".
+        if exc.param in _TEXT_FIELDS:
+            exc.param = "inputs"
+        raise
+
+
+_TEXT_FIELDS = {"input", "prompt", "messages"}
+
+
+async def _run_one(
+    core: Orchestrator,
+    entry: CatalogueEntry,
+    inputs: str | list[Any],
+    parameters: dict[str, Any],
+    keep_alive: float | None,
+) -> Outputs:
     if entry.task is Task.CLASSIFICATION:
         result = await core.classify(entry.id, inputs, keep_alive)
         return {"labels": result.labels, "probabilities": result.probabilities}, None

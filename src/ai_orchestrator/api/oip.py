@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ai_orchestrator import __version__
 from ai_orchestrator.api.deps import orchestrator
 from ai_orchestrator.api.errors import envelope
+from ai_orchestrator.api.schemas import Body
 from ai_orchestrator.errors import InvalidInput
 from ai_orchestrator.service import Orchestrator
 
@@ -43,7 +44,7 @@ class RequestedOutput(BaseModel):
     name: str = Field(min_length=1)
 
 
-class InferRequest(BaseModel):
+class InferRequest(Body):
     model_config = ConfigDict(extra="ignore")
 
     id: str | None = None

@@ -3,9 +3,19 @@ the field; the core then gets clean values."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ai_orchestrator.catalogue import Strategy, Task
 
@@ -18,6 +28,25 @@ KEEP_ALIVE_DOC = (
 )
 
 
+class Body(BaseModel):
+    """A request body that FastAPI parses. Its JSON parser takes lone UTF-16 surrogates
+    ("\\ud800"), which pydantic's own parser (that of /api/inference) refuses and on which
+    llama.cpp fails with a message of its own: refused here as pydantic refuses them."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        try:
+            # The C encoder: one pass over a body of any size at C speed.
+            json.dumps(data, ensure_ascii=False, default=lambda _: None).encode()
+        except UnicodeEncodeError:
+            problem = "a string holds a lone UTF-16 surrogate"
+            raise PydanticCustomError(
+                "json_invalid", "Invalid JSON: {error}", {"error": problem}
+            ) from None
+        return data
+
+
 class InferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -27,7 +56,7 @@ class InferenceRequest(BaseModel):
     keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
 
-class OrchestratedRequest(BaseModel):
+class OrchestratedRequest(Body):
     """Either a ``route`` from the catalogue, or a ``task`` with optional ``candidates``
     (every model of the task when left out) and a ``strategy``."""
 
@@ -42,7 +71,7 @@ class OrchestratedRequest(BaseModel):
     keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(Body):
     """Many inputs for one model; each item is what ``inputs`` is in /api/inference."""
 
     model_config = ConfigDict(extra="forbid")
@@ -53,7 +82,7 @@ class BatchRequest(BaseModel):
     keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
 
-class ParallelRequest(BaseModel):
+class ParallelRequest(Body):
     """One input for several models, answered side by side."""
 
     model_config = ConfigDict(extra="forbid")
@@ -64,7 +93,7 @@ class ParallelRequest(BaseModel):
     keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
 
-class EnsembleRequest(BaseModel):
+class EnsembleRequest(Body):
     """Classification by several models combined; each member must answer by the deadline."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,7 +127,20 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class GenerationParameters(BaseModel):
+# Each unsupported OpenAI parameter, with the values that ask for nothing.
+_INERT: dict[str, tuple[Any, ...]] = {
+    "tools": ([],),
+    "tool_choice": ("none",),
+    "functions": ([],),
+    "function_call": ("none",),
+    "response_format": ({"type": "text"},),
+    "logprobs": (False, 0),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+}
+
+
+class GenerationParameters(Body):
     """Sampling parameters shared by chat and text completions."""
 
     model_config = ConfigDict(extra="ignore")
@@ -116,12 +158,32 @@ class GenerationParameters(BaseModel):
     # llama.cpp's extension (vLLM has it too): generate all max_tokens, for benchmarks.
     ignore_eos: StrictBool | None = None
     keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    # OpenAI parameters that the service cannot honour. Refused when they ask for
+    # something, so that a client never takes a plain answer for the one it asked for.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, Any] | None = None
+
+    @field_validator(*_INERT)
+    @classmethod
+    def _unsupported(cls, value: Any, info: ValidationInfo) -> None:
+        if value is None or value in _INERT[str(info.field_name)]:
+            return None
+        raise ValueError("not supported by this service")
 
     @field_validator("stop")
     @classmethod
     def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("at most 4 stop sequences")
+        # An empty one matches at once: the answer would always be empty.
+        if value == "" or (isinstance(value, list) and "" in value):
+            raise ValueError("a stop sequence must not be empty")
         return value
 
     def backend_options(self) -> dict[str, Any]:
@@ -155,7 +217,7 @@ class CompletionRequest(GenerationParameters):
         return value
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(Body):
     model: str = Field(min_length=1)
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"

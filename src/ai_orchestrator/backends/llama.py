@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import re
 import secrets
 import shutil
 import tempfile
@@ -39,6 +40,12 @@ def _trim_heap() -> None:
             libc.malloc_trim(0)
 
 
+# "request (5031 tokens) exceeds the available context size (1024 tokens), try ..."
+_CONTEXT_OVERFLOW = re.compile(
+    r"\((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"
+)
+
+
 def _raise_for_error(response: Any) -> dict[str, Any]:
     if not isinstance(response, dict):
         raise InferenceFailed(f"llama.cpp returned {type(response).__name__}, not a response")
@@ -46,12 +53,19 @@ def _raise_for_error(response: Any) -> dict[str, Any]:
     if error is None:
         return response
     message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+    # llama.cpp advises raising a setting that the client lacks.
+    if overflow := _CONTEXT_OVERFLOW.search(message):
+        tokens, context = overflow.groups()
+        raise InvalidInput(
+            f"the input is {tokens} tokens; this model takes at most {context} per request: "
+            "send a shorter prompt or fewer messages"
+        )
     code = error.get("code") if isinstance(error, dict) else None
     if code == 400 or (isinstance(error, dict) and error.get("type") == "invalid_request_error"):
         raise InvalidInput(message)
     # llama.cpp reports an embedding input longer than its batch as a server error,
     # though it is the request's size that is wrong.
-    if "too large to process" in message or "exceeds the available context" in message:
+    if "too large to process" in message:
         raise InvalidInput(message)
     raise InferenceFailed(f"llama.cpp failed: {message}")
 

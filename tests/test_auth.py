@@ -201,3 +201,32 @@ async def test_basic_authorization_is_not_taken_for_a_key(apps: dict[str, FastAP
     headers = {"Authorization": f"Basic {INFERENCE_KEY}"}
     response = await call(apps["production"], "GET", "/v1/models", headers)
     assert_envelope(response, 401, "invalid_api_key")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {INFERENCE_KEY}", "X-API-Key": "wrong-" + "0" * 32},
+        {"Authorization": "Bearer wrong-" + "0" * 32, "X-API-Key": INFERENCE_KEY},
+        {"Authorization": f"Bearer {INFERENCE_KEY}", "X-API-Key": ADMIN_KEY},
+    ],
+)
+async def test_two_different_keys_are_refused_even_when_one_is_valid(
+    apps: dict[str, FastAPI], headers: dict[str, str]
+) -> None:
+    response = await call(apps["production"], "GET", "/v1/models", headers)
+    assert "more than one API key" in assert_envelope(response, 401, "invalid_api_key")["message"]
+
+
+async def test_the_same_key_in_both_headers_is_one_key(apps: dict[str, FastAPI]) -> None:
+    headers = {"Authorization": f"Bearer {INFERENCE_KEY}", "X-API-Key": INFERENCE_KEY}
+    assert (await call(apps["production"], "GET", "/v1/models", headers)).status_code == 200
+
+
+async def test_a_refused_request_is_counted_under_its_route(apps: dict[str, FastAPI]) -> None:
+    app = apps["production"]
+    await call(app, "GET", "/api/models", {})
+    await call(app, "GET", "/metrics", {"X-API-Key": INFERENCE_KEY})
+    exposition = app.state.metrics.exposition().decode()
+    assert 'route="/api/models",status="401"' in exposition
+    assert 'route="/metrics",status="403"' in exposition

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ai_orchestrator import __version__
 from ai_orchestrator.api import health, metrics, models, oip, openai, orchestrated
@@ -71,12 +71,15 @@ def create_app(settings: Settings) -> FastAPI:
     direct = [Route("/api/inference", inference, methods=["POST"], include_in_schema=False)]
     _document(app, {"/api/inference": {"post": inference.openapi()}})
     # Inference routes come first, since a request is matched against routes in order.
-    for module in (models, orchestrated, openai, oip, health, metrics):
-        app.include_router(module.router)
-    # Also in the router, so that another method on the path gets 405 and a refused
-    # request is labelled with its route.
+    routers = [module.router for module in (models, orchestrated, openai, oip, health, metrics)]
+    for router in routers:
+        app.include_router(router)
+    # Also in the router, so that another method on the path gets 405.
     app.router.routes[:0] = direct
-    _add_middleware(app, settings, keys, direct)
+    # Each route itself, for labelling a refused request: the app's own list holds the
+    # included routers, whose match names no route.
+    routes = [*direct, *(route for router in routers for route in router.routes)]
+    _add_middleware(app, settings, keys, direct, routes)
     return app
 
 
@@ -93,7 +96,11 @@ def _document(app: FastAPI, paths: dict[str, Any]) -> None:
 
 
 def _add_middleware(
-    app: FastAPI, settings: Settings, keys: KeyRing | None, direct: list[Route]
+    app: FastAPI,
+    settings: Settings,
+    keys: KeyRing | None,
+    direct: list[Route],
+    routes: list[BaseRoute],
 ) -> None:
     """Outermost last: request context, CORS (so refusals carry CORS headers too and
     preflights need no key), keys and rate, the deadline, then the direct routes."""
@@ -102,7 +109,7 @@ def _add_middleware(
     limiter = None
     if settings.rate_limit_per_s > 0:
         limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-    app.add_middleware(Guard, keys=keys, limiter=limiter, routes=app.routes)
+    app.add_middleware(Guard, keys=keys, limiter=limiter, routes=routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

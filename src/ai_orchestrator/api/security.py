@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ai_orchestrator.api.errors import envelope
 from ai_orchestrator.auth import KeyRing, authorize
 from ai_orchestrator.auth import Scope as KeyScope
-from ai_orchestrator.errors import OrchestratorError, RateLimited, RequestTimeout
+from ai_orchestrator.errors import OrchestratorError, RateLimited, RequestTimeout, Unauthorized
 from ai_orchestrator.ratelimit import RateLimiter, retry_after
 
 _ADMIN_PATH = re.compile(r"^/api/models/[^/]+/(load|unload)$|^/metrics$")
@@ -35,15 +35,19 @@ def needed_scope(path: str) -> KeyScope | None:
 
 def presented_key(scope: Scope) -> str | None:
     """The key from ``Authorization: Bearer`` (as the OpenAI client sends it) or
-    ``X-API-Key``."""
+    ``X-API-Key``. Two different keys are refused: a valid one must not cover for a wrong
+    one, which may be an attacker's guess or a misconfigured client."""
+    keys = set()
     for name, value in scope["headers"]:
         if name == b"authorization":
             kind, _, token = str(value.decode("latin-1")).partition(" ")
             if kind.lower() == "bearer" and token.strip():
-                return token.strip()
+                keys.add(token.strip())
         elif name == b"x-api-key" and value:
-            return str(value.decode("latin-1"))
-    return None
+            keys.add(str(value.decode("latin-1")))
+    if len(keys) > 1:
+        raise Unauthorized("the request carries more than one API key; send one")
+    return keys.pop() if keys else None
 
 
 class Guard:

@@ -321,6 +321,18 @@ def test_client_timeout_on_a_one_shot_chat_stops_the_generation(service: Service
     wait_until_idle(service, "the client timed out")
 
 
+def test_a_504_stops_the_generation_it_answered_for() -> None:
+    process = ServiceProcess(preload=LLM, AIO_REQUEST_TIMEOUT_S="2")
+    try:
+        process.wait_ready()
+        response = httpx.post(f"{process.url}/v1/chat/completions", json=LONG_ANSWER, timeout=30)
+        assert response.status_code == 504, response.text
+        assert response.json()["error"]["code"] == "timeout"
+        wait_until_idle(process, "the 504")
+    finally:
+        process.terminate()
+
+
 def test_sigterm_lets_the_in_flight_request_finish_and_exits_zero() -> None:
     process = ServiceProcess(preload=LLM)
     process.wait_ready()

@@ -112,9 +112,10 @@ class Guard:
 class Deadline:
     """Answers 504 when a response has not started within ``timeout_s``.
 
-    The handler is not cancelled: it keeps its model until the backend call returns, so
-    that the model cannot be unloaded under a running call; its late response is dropped.
-    A streamed response that has started is not limited.
+    The handler is not cancelled here: it keeps its model until the backend call returns,
+    so that the model cannot be unloaded under a running call; its late response is
+    dropped. A generation sees the 504 end the exchange as a disconnect and stops
+    (deps.until_disconnected). A streamed response that has started is not limited.
     """
 
     def __init__(self, app: ASGIApp, timeout_s: float) -> None:

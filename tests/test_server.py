@@ -134,13 +134,20 @@ def test_text_completion_continues_the_prompt(client: openai.OpenAI) -> None:
         model=LLM, prompt="The capital of France is", max_tokens=8, temperature=0
     )
     assert "Paris" in completion.choices[0].text
+    assert completion.id.startswith("cmpl-")
+    # llama.cpp's own fields stay out of the OpenAI answer.
+    assert completion.system_fingerprint is None
+    assert "timings" not in completion.model_dump()
 
 
 def test_streamed_text_completion(client: openai.OpenAI) -> None:
     stream = client.completions.create(
         model=LLM, prompt="Once upon a time", max_tokens=8, temperature=0, stream=True
     )
-    assert "".join(chunk.choices[0].text for chunk in stream if chunk.choices).strip()
+    chunks = list(stream)
+    assert "".join(chunk.choices[0].text for chunk in chunks if chunk.choices).strip()
+    assert all(chunk.id.startswith("cmpl-") for chunk in chunks)
+    assert all("timings" not in chunk.model_dump() for chunk in chunks)
 
 
 def test_embeddings_have_one_vector_per_input(client: openai.OpenAI) -> None:

@@ -129,14 +129,14 @@ async def _respond(
             work = core.generate(body.model, kind, request, keep_alive)
             generation = await until_disconnected(http.receive, work)
             http.app.state.metrics.count_tokens(body.model, completion_tokens(generation.response))
-            return {**generation.response, "model": body.model}
+            return _as_openai(generation.response, body.model)
         done = await until_disconnected(
             http.receive,
             first_answer(
                 candidates, lambda model_id: core.generate(model_id, kind, request, keep_alive)
             ),
         )
-        content = {**done.result.response, "model": done.model_id}
+        content = _as_openai(done.result.response, done.model_id)
         http.app.state.metrics.count_tokens(done.model_id, completion_tokens(content))
         return JSONResponse(content, headers=_passed_over_header(done.passed_over))
 
@@ -227,8 +227,20 @@ def _error_finish(last: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _as_openai(response: dict[str, Any], model: str) -> dict[str, Any]:
+    """llama.cpp's answer as OpenAI's: without its timings and its build tag (b0-unknown
+    in a wheel) as system_fingerprint, and with a completion's own id prefix."""
+    shaped = {**response, "model": model}
+    shaped.pop("timings", None)
+    shaped.pop("system_fingerprint", None)
+    identifier = shaped.get("id")
+    if shaped.get("object", "").startswith("text_completion") and isinstance(identifier, str):
+        shaped["id"] = "cmpl-" + identifier.removeprefix("chatcmpl-")
+    return shaped
+
+
 def _event(chunk: dict[str, Any], model: str, usage: bool) -> bytes:
-    chunk = {**chunk, "model": model}
+    chunk = _as_openai(chunk, model)
     if not usage:
         chunk.pop("usage", None)
     return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"

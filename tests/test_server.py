@@ -240,7 +240,7 @@ def test_what_the_service_cannot_honour_is_refused_not_ignored(
 def test_the_inert_values_of_unsupported_parameters_are_accepted(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model=LLM,
-        messages=HEALTH_PROMPT,  # type: ignore[arg-type]
+        messages=HEALTH_PROMPT,
         max_tokens=4,
         tool_choice="none",
         response_format={"type": "text"},

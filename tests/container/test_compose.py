@@ -179,6 +179,9 @@ def test_compose_environment_starts_healthy_with_its_limits(
         binding = details["NetworkSettings"]["Ports"]["8000/tcp"][0]
         assert binding["HostIp"] == "127.0.0.1"
         assert get(f"http://127.0.0.1:{binding['HostPort']}/health/ready")[0] == 200
+        # Stopped as compose stops it: the service exits by itself, not by SIGKILL.
+        compose(env, "stop", project=project, image=image[env], timeout=120)
+        assert inspect(container_id)["State"]["ExitCode"] == 0, inspect(container_id)["State"]
     finally:
         compose(env, "down", "--volumes", "--timeout", "30", project=project, image=image[env])
 

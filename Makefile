@@ -7,11 +7,13 @@ STAMPS := .stamps
 LOCKS := requirements/runtime.txt requirements/build.txt requirements/dev.txt
 MODEL_FILES := models/smollm2-135m-instruct.Q4_1.gguf models/digits-classifier.onnx
 DEFAULT_MODELS := smollm2-135m-instruct,digits-classifier
+# `make run PORT=8080` where 8000 is taken.
+PORT ?= 8000
 
 .PHONY: run test venv models lint typecheck images lock clean bench
 
 run: venv models
-	AIO_PRELOAD=$(DEFAULT_MODELS) exec $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port 8000
+	AIO_PRELOAD=$(DEFAULT_MODELS) exec $(BIN)/ai-orchestrator serve --host 127.0.0.1 --port $(PORT)
 
 # Every test: in-process, real uvicorn, LLM, the Dockerfile checks (checkov has its own
 # venv, from mk/containers.mk) and the container images built and run on the engine.

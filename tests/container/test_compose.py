@@ -203,3 +203,29 @@ def test_test_compose_environment_exits_with_the_suites_status(image: dict[str, 
         assert " passed" in output
     finally:
         compose("test", "down", "--volumes", project=project, image=image["test"])
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_compose_files_default_key_file_is_the_one_the_docs_make_and_git_ignores(
+    env: str,
+) -> None:
+    executable = shutil.which("docker-compose")
+    if executable is None:
+        pytest.skip("NO docker-compose COMMAND, COMPOSE TESTS NOT RUN")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AIO_")}
+    result = subprocess.run(
+        [executable, "-f", str(COMPOSE / f"{env}.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+        timeout=60,
+    )
+    assert yaml.safe_load(result.stdout)["secrets"]["api_keys"]["file"] == str(
+        ROOT / "api-keys.txt"
+    )
+    assert '-v "$PWD/api-keys.txt:' in (ROOT / "docs" / "containers.md").read_text()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "api-keys.txt"], cwd=ROOT, check=False, timeout=30
+    )
+    assert ignored.returncode == 0, "api-keys.txt is not git-ignored"

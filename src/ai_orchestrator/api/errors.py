@@ -68,9 +68,19 @@ def first_error(errors: Sequence[Any]) -> tuple[str, str]:
     """The field (dotted, FastAPI's "body" left out) and the "field: message" text of the
     first of pydantic's validation errors."""
     first = errors[0]
-    field = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-    message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+    field = ".".join(str(part) for part in first.get("loc", ()) if not _internal(part))
+    text = str(first.get("msg")).removeprefix("Value error, ")
+    message = f"{field}: {text}" if field else text
     return field, message
+
+
+def _internal(part: object) -> bool:
+    """A part of pydantic's error location that is no field of the request: FastAPI's
+    "body", and the member of a union that was tried ("str", "list[TextPart]")."""
+    return part == "body" or (isinstance(part, str) and (part in _TYPE_NAMES or "[" in part))
+
+
+_TYPE_NAMES = {"str", "int", "float", "bool", "dict", "list", "none"}
 
 
 def invalid_body(errors: Sequence[Any]) -> OrchestratorError:

@@ -184,7 +184,11 @@ async def _generate(
     try:
         options = GenerationParameters.model_validate(parameters).backend_options()
     except ValidationError as exc:
-        raise InvalidInput(f"parameters: {first_error(exc.errors())[1]}") from None
+        field, message = first_error(exc.errors())
+        raise InvalidInput(
+            f"parameters.{message}" if field else f"parameters: {message}",
+            param=f"parameters.{field}" if field else "parameters",
+        ) from None
     if entry.task is Task.CHAT:
         request = {"messages": _as_messages(inputs), **options}
         generation = await core.generate(entry.id, "chat", request, keep_alive)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import numpy as np
@@ -99,7 +100,9 @@ async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]
     if len(tensors) != len(body.inputs):
         raise InvalidInput("each input tensor name may appear only once")
     keep_alive = body.parameters.get("keep_alive")
-    if keep_alive is not None and not isinstance(keep_alive, int | float):
+    if keep_alive is not None and (
+        not isinstance(keep_alive, int | float) or not math.isfinite(keep_alive)
+    ):
         raise InvalidInput("parameters.keep_alive must be a number of seconds")
     results = await core.run_tensors(model_id, tensors, keep_alive)
     names = list(results) if body.outputs is None else [output.name for output in body.outputs]

@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -53,7 +54,7 @@ class InferenceRequest(BaseModel):
     model_id: str = Field(min_length=1, max_length=128)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
 
 
 class OrchestratedRequest(Body):
@@ -68,7 +69,7 @@ class OrchestratedRequest(Body):
     candidates: list[str] | None = Field(default=None, min_length=1, max_length=16)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
 
 
 class BatchRequest(Body):
@@ -79,7 +80,7 @@ class BatchRequest(Body):
     model_id: str = Field(min_length=1, max_length=128)
     inputs: list[Any] = Field(min_length=1, max_length=256)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
 
 
 class ParallelRequest(Body):
@@ -90,7 +91,7 @@ class ParallelRequest(Body):
     model_ids: list[str] = Field(min_length=1, max_length=16)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
 
 
 class EnsembleRequest(Body):
@@ -102,7 +103,7 @@ class EnsembleRequest(Body):
     inputs: list[Any]
     method: Literal["vote", "average"] = "vote"
     deadline_ms: float | None = Field(default=None, gt=0)
-    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
 
 
 class TextPart(BaseModel):
@@ -137,7 +138,20 @@ _INERT: dict[str, tuple[Any, ...]] = {
     "logprobs": (False, 0),
     "top_logprobs": (0,),
     "logit_bias": ({},),
+    # Text completions only.
+    "echo": (False,),
+    "suffix": ("",),
+    "best_of": (1,),
+    # Embeddings only: the vectors have the model's own size.
+    "dimensions": (),
 }
+
+
+def _inert(value: Any, info: ValidationInfo) -> None:
+    """An unsupported parameter passes only with a value that asks for nothing."""
+    if value is None or value in _INERT[str(info.field_name)]:
+        return None
+    raise ValueError("not supported by this service")
 
 
 class GenerationParameters(Body):
@@ -146,18 +160,18 @@ class GenerationParameters(Body):
     model_config = ConfigDict(extra="ignore")
 
     # llama.cpp reads these as 32-bit integers: larger values would wrap around.
-    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=INT32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0, le=UINT32_MAX)
+    seed: StrictInt | None = Field(default=None, ge=0, le=UINT32_MAX)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    n: int = Field(default=1, ge=1, le=1)
+    n: StrictInt = Field(default=1, ge=1, le=1)
     # llama.cpp's extension (vLLM has it too): generate all max_tokens, for benchmarks.
     ignore_eos: StrictBool | None = None
-    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
     # OpenAI parameters that the service cannot honour. Refused when they ask for
     # something, so that a client never takes a plain answer for the one it asked for.
     tools: list[Any] | None = None
@@ -169,12 +183,16 @@ class GenerationParameters(Body):
     top_logprobs: int | None = None
     logit_bias: dict[str, Any] | None = None
 
-    @field_validator(*_INERT)
-    @classmethod
-    def _unsupported(cls, value: Any, info: ValidationInfo) -> None:
-        if value is None or value in _INERT[str(info.field_name)]:
-            return None
-        raise ValueError("not supported by this service")
+    _unsupported = field_validator(
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+    )(_inert)
 
     @field_validator("stop")
     @classmethod
@@ -208,6 +226,11 @@ class CompletionRequest(GenerationParameters):
     prompt: str | list[str]
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    echo: Any = None
+    suffix: Any = None
+    best_of: Any = None
+
+    _unsupported_here = field_validator("echo", "suffix", "best_of")(_inert)
 
     @field_validator("prompt")
     @classmethod
@@ -221,7 +244,10 @@ class EmbeddingRequest(Body):
     model: str = Field(min_length=1)
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
-    keep_alive: float | None = Field(default=None, description=KEEP_ALIVE_DOC)
+    dimensions: Any = None
+
+    _unsupported = field_validator("dimensions")(_inert)
+    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
 
     @field_validator("input")
     @classmethod

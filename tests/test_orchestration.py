@@ -166,6 +166,19 @@ async def test_named_route_picks_its_candidates_and_strategy(api: httpx.AsyncCli
     assert (body["model_id"], body["strategy"]) == (DIGITS, "accuracy")
 
 
+async def test_a_route_with_candidates_of_its_own_is_refused(api: httpx.AsyncClient) -> None:
+    body = {"route": "digits", "candidates": [DIGITS], "inputs": ROWS}
+    response = await api.post("/api/inference/orchestrated", json=body)
+    assert assert_envelope(response, 400, "invalid_input")["param"] == "candidates"
+
+
+async def test_an_unknown_route_is_named_once(api: httpx.AsyncClient) -> None:
+    body = {"route": "route:nope", "inputs": ROWS}
+    response = await api.post("/api/inference/orchestrated", json=body)
+    error = assert_envelope(response, 404, "model_not_found")
+    assert error["message"] == "route 'nope' is not in the catalogue"
+
+
 async def test_when_every_candidate_fails_the_answer_is_a_503_naming_them(
     api: httpx.AsyncClient, model_dir: Path
 ) -> None:

@@ -108,7 +108,8 @@ class Catalogue:
         try:
             return self.routes[name.removeprefix(ROUTE_PREFIX)]
         except KeyError:
-            raise ModelNotFound(f"route {name!r} is not in the catalogue") from None
+            shown = name.removeprefix(ROUTE_PREFIX)[:128]
+            raise ModelNotFound(f"route {shown!r} is not in the catalogue") from None
 
     def file_of(self, entry: CatalogueEntry) -> Path:
         return self.model_dir / entry.path

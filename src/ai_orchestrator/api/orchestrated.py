@@ -104,6 +104,12 @@ def _choice(
 ) -> tuple[Task, Strategy, list[str] | None]:
     if body.route is not None:
         route = core.catalogue.route(body.route)
+        # The route names its own candidates: others given too would be ignored.
+        if body.candidates is not None:
+            raise InvalidInput(
+                f"give candidates or a route, not both: route {route.name!r} has its own",
+                param="candidates",
+            )
         if body.task is not None and body.task is not route.task:
             raise InvalidInput(
                 f"route {route.name!r} serves {route.task.value}, not {body.task.value}"

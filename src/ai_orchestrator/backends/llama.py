@@ -45,6 +45,9 @@ _CONTEXT_OVERFLOW = re.compile(
     r"\((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"
 )
 
+# "input (601 tokens) is too large to process. increase the physical batch size (...: 512)"
+_BATCH_OVERFLOW = re.compile(r"\((\d+) tokens\) is too large to process.*?(\d+)\)")
+
 
 def _raise_for_error(response: Any) -> dict[str, Any]:
     if not isinstance(response, dict):
@@ -64,7 +67,13 @@ def _raise_for_error(response: Any) -> dict[str, Any]:
     if code == 400 or (isinstance(error, dict) and error.get("type") == "invalid_request_error"):
         raise InvalidInput(message)
     # llama.cpp reports an embedding input longer than its batch as a server error,
-    # though it is the request's size that is wrong.
+    # though it is the request's size that is wrong, and advises a setting too.
+    if too_long := _BATCH_OVERFLOW.search(message):
+        tokens, batch = too_long.groups()
+        raise InvalidInput(
+            f"the input is {tokens} tokens; this model embeds at most {batch} per text: "
+            "send shorter texts"
+        )
     if "too large to process" in message:
         raise InvalidInput(message)
     raise InferenceFailed(f"llama.cpp failed: {message}")

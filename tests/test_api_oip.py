@@ -123,3 +123,18 @@ async def test_infer_refuses_an_output_the_model_does_not_have(client: httpx.Asy
     assert "'nope'" in error["message"]
     assert "'label'" in error["message"]
     assert error["param"] == "outputs"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"outputs": [{"name": "label", "parameters": {"binary_data": True}}]},
+        {"parameters": {"binary_data_output": True}},
+    ],
+)
+async def test_binary_tensor_data_is_refused_not_answered_in_json(
+    client: httpx.AsyncClient, change: dict[str, Any]
+) -> None:
+    body = {"inputs": [tensor(HELDOUT["inputs"][:1])], **change}
+    response = await client.post(f"/v2/models/{DIGITS}/infer", json=body)
+    assert "binary" in assert_envelope(response, 400, "invalid_input")["message"]

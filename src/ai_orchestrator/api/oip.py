@@ -43,6 +43,7 @@ class InferInput(BaseModel):
 
 class RequestedOutput(BaseModel):
     name: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class InferRequest(Body):
@@ -99,6 +100,13 @@ async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]
     tensors = {tensor.name: _to_array(tensor) for tensor in body.inputs}
     if len(tensors) != len(body.inputs):
         raise InvalidInput("each input tensor name may appear only once")
+    # The binary tensor extension (Triton's, KServe's) is not spoken here: refused rather
+    # than answered in JSON to a client that will read the body as raw bytes.
+    wants_binary = body.parameters.get("binary_data_output") or any(
+        output.parameters.get("binary_data") for output in body.outputs or ()
+    )
+    if wants_binary:
+        raise InvalidInput("binary tensor data is not supported; ask for JSON", param="outputs")
     keep_alive = body.parameters.get("keep_alive")
     if keep_alive is not None and (
         not isinstance(keep_alive, int | float) or not math.isfinite(keep_alive)

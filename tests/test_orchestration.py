@@ -203,7 +203,12 @@ async def test_batch_returns_results_in_input_order_and_reports_a_bad_item_alone
     response = await api.post("/api/inference/batch", json={"model_id": DIGITS, "inputs": items})
     results = response.json()["results"]
     assert len(results) == 6
-    assert results[2]["error"]["code"] == "invalid_input"
+    error = results[2]["error"]
+    # The one envelope's fields, inside the answer.
+    assert error["code"] == "invalid_input"
+    assert error["type"] == "invalid_request_error"
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert set(error) == {"code", "message", "request_id", "type", "param"}
     good = [result["outputs"]["labels"][0] for result in results if "outputs" in result]
     assert good == await _labels(api, DIGITS, ROWS[:5])
 

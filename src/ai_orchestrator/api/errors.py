@@ -36,17 +36,25 @@ def envelope(
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "request_id": request_id_var.get(),
-            "type": kind,
-            "param": param,
-        }
-    }
+    body = {"error": _error_fields(status, code, message, param)}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _error_fields(status: int, code: str, message: str, param: str | None) -> dict[str, Any]:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {
+        "code": code,
+        "message": message,
+        "request_id": request_id_var.get(),
+        "type": kind,
+        "param": param,
+    }
+
+
+def error_fields(exc: OrchestratorError) -> dict[str, Any]:
+    """What the envelope's "error" holds, for an error reported inside an answer (one
+    item of a batch, one model of a parallel call)."""
+    return _error_fields(exc.status, exc.code, exc.message, exc.param)
 
 
 def too_large(limit: int) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from ai_orchestrator.api.deps import orchestrator, until_disconnected
+from ai_orchestrator.api.errors import error_fields
 from ai_orchestrator.api.models import Outputs, run_one
 from ai_orchestrator.api.schemas import (
     BatchRequest,
@@ -122,7 +123,7 @@ def _choice(
 
 def _item(outcome: Outcome[Outputs]) -> dict[str, Any]:
     if outcome.error is not None:
-        return {"error": {"code": outcome.error.code, "message": outcome.error.message}}
+        return {"error": error_fields(outcome.error)}
     assert outcome.result is not None
     outputs, usage = outcome.result
     return {"outputs": outputs, "usage": usage}

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ai_orchestrator.cli import main
-from tests.conftest import DIGITS, default_entries
+from tests.conftest import DIGITS, INFERENCE_KEY, default_entries
+from tests.server import ServiceProcess
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +56,20 @@ def test_models_lists_the_catalogue_when_no_service_answers(
     out = capsys.readouterr()
     assert DIGITS in out.out
     assert "no service answering" in out.err
+
+
+@pytest.mark.server
+def test_models_sends_its_key_and_says_when_the_service_refuses(
+    key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = ServiceProcess(preload="", AIO_API_KEYS_FILE=str(key_file))
+    try:
+        service.wait_ready()
+        assert main(["models", "--url", service.url]) == 1
+        assert f"{service.url} answered 401" in capsys.readouterr().err
+        assert main(["models", "--url", service.url, "--key", INFERENCE_KEY]) == 0
+        listed = capsys.readouterr().out
+        assert f"{DIGITS}" in listed
+        assert "unloaded" in listed
+    finally:
+        service.terminate()

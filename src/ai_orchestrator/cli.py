@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import urllib.error
 import urllib.request
 from types import FrameType
 from typing import Any
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     models = commands.add_parser("models", help="list the catalogue and each model's state")
     models.add_argument("--url", help="service to ask (default: http://AIO_HOST:AIO_PORT)")
+    models.add_argument(
+        "--key",
+        default=os.environ.get("AIO_API_KEY"),
+        help="API key, where the service needs one (default: the AIO_API_KEY variable)",
+    )
     args = parser.parse_args(argv)
 
     # Command-line values go through the environment so that a reloading child process,
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         if args.command == "serve":
             return _serve(settings, reload=args.reload, poll=args.reload_poll)
-        return _models(settings, args.url)
+        return _models(settings, args.url, args.key)
     except (CatalogueError, ConfigurationError, OrchestratorError, ValidationError) as exc:
         print(f"ai-orchestrator: {exc}", file=sys.stderr)
         return 2
@@ -86,19 +92,35 @@ def _serve(settings: Settings, *, reload: bool, poll: bool) -> int:
     return 0
 
 
+def _message(refused: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.load(refused)["error"]["message"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(refused.reason)
+
+
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _models(settings: Settings, url: str | None) -> int:
+def _models(settings: Settings, url: str | None, key: str | None) -> int:
     """Ask the running service; without one, list the local catalogue with unknown states."""
     base = url or f"http://{settings.host}:{settings.port}"
+    request = urllib.request.Request(f"{base}/api/models")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(f"{base}/api/models", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             rows = [
                 (m["id"], m["task"], m["backend"], m["status"]["state"])
                 for m in json.load(response)["models"]
             ]
+    except urllib.error.HTTPError as refused:
+        # The service answers but refuses: say so, rather than that nothing answers.
+        print(
+            f"ai-orchestrator: {base} answered {refused.code}: {_message(refused)}", file=sys.stderr
+        )
+        return 1
     except (OSError, ValueError, KeyError, TypeError):
         print(f"(no service answering at {base}; states are unknown)", file=sys.stderr)
         catalogue = load_catalogue(settings.catalogue, settings.model_dir)

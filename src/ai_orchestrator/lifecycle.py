@@ -95,8 +95,9 @@ class ModelManager:
             await self._ensure_ready(slot, deadline=None)
         return self.status(model_id)
 
-    async def unload(self, model_id: str) -> ModelStatus:
-        """Unload after in-flight requests finish; new requests wait until it is done."""
+    async def unload(self, model_id: str, reason: str = "request") -> ModelStatus:
+        """Unload after in-flight requests finish; new requests wait until it is done.
+        ``reason`` goes into the log line: "request" (an admin's), or "shutdown"."""
         slot = self._slot(model_id)
         async with slot.changed:
             if slot.state is ModelState.LOADING:
@@ -108,7 +109,7 @@ class ModelManager:
             slot.state = ModelState.UNLOADING
             await slot.changed.wait_for(lambda: slot.in_flight == 0)
             handle, slot.handle = slot.handle, None
-        await self._finish_unload(slot, handle, "request")
+        await self._finish_unload(slot, handle, reason)
         return self.status(model_id)
 
     @asynccontextmanager
@@ -157,7 +158,7 @@ class ModelManager:
                 slot.expiry.cancel()
             if slot.load_task is not None:
                 await asyncio.gather(slot.load_task, return_exceptions=True)
-            await self.unload(model_id)
+            await self.unload(model_id, reason="shutdown")
 
     def _slot(self, model_id: str) -> Slot:
         self.catalogue.get(model_id)  # raises ModelNotFound with the usual message

@@ -146,6 +146,8 @@ def test_prod_logs_only_json_lines_without_the_healthchecks_probes(image: dict[s
     events = [line["event"] for line in lines if "event" in line]
     assert "draining" in events
     assert events[-1] == "stopped"
+    unloads = {line["reason"] for line in lines if line.get("event") == "model_unloaded"}
+    assert unloads == {"shutdown"}
     # The probes that passed (every second) are DEBUG; only the first, before ready, shows.
     probes = [line for line in lines if line.get("route") == "/health/ready"]
     assert all(line["status"] == 503 for line in probes), probes

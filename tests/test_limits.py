@@ -46,7 +46,16 @@ CHAT: dict[str, Any] = {"model": LLM, "messages": [{"role": "user", "content": "
         (
             "/api/inference",
             {"model_id": LLM, "inputs": "hi", "parameters": {"max_tokens": 9999}},
-            "max_tokens",
+            "parameters.max_tokens",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": LLM,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_completion_tokens": 5000,
+            },
+            "max_completion_tokens",
         ),
     ],
 )

@@ -108,9 +108,12 @@ async def run_one(
     try:
         return await _run_one(core, entry, inputs, parameters, keep_alive)
     except InvalidInput as exc:
-        # The core names the OpenAI API's fields; here the text comes in as "inputs".
+        # The core names the OpenAI API's fields; here the text comes in as "inputs",
+        # and the sampling settings inside "parameters".
         if exc.param in _TEXT_FIELDS:
             exc.param = "inputs"
+        elif exc.param in GenerationParameters.model_fields:
+            exc.param = f"parameters.{exc.param}"
         raise
 
 

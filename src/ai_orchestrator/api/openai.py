@@ -25,7 +25,7 @@ from ai_orchestrator.api.errors import STREAM_EPILOGUE, error_body
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ai_orchestrator.backends.base import Embeddings
 from ai_orchestrator.catalogue import ROUTE_PREFIX, Task
-from ai_orchestrator.errors import InferenceFailed, OrchestratorError
+from ai_orchestrator.errors import InferenceFailed, InvalidInput, OrchestratorError
 from ai_orchestrator.metrics import Metrics
 from ai_orchestrator.orchestration import Answer, PassedOver, first_answer, rank
 from ai_orchestrator.service import GENERATION_TASKS, Orchestrator
@@ -116,6 +116,24 @@ def _candidates(core: Orchestrator, model: str, tasks: frozenset[Task]) -> list[
 
 
 async def _respond(
+    core: Orchestrator,
+    candidates: list[str] | None,
+    kind: str,
+    request: dict[str, Any],
+    body: ChatCompletionRequest | CompletionRequest,
+    http: Request,
+) -> Any:
+    try:
+        return await _answer(core, candidates, kind, request, body, http)
+    except InvalidInput as exc:
+        # The core knows the count as max_tokens; name the field the client sent.
+        if exc.param == "max_tokens" and body.max_completion_tokens is not None:
+            exc.param = "max_completion_tokens"
+            exc.message = exc.message.replace("max_tokens", "max_completion_tokens", 1)
+        raise
+
+
+async def _answer(
     core: Orchestrator,
     candidates: list[str] | None,
     kind: str,

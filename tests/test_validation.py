@@ -98,3 +98,81 @@ async def test_keep_alive_must_be_a_finite_number(
 ) -> None:
     response = await client.post(route, content=body, headers={"content-type": "application/json"})
     assert assert_envelope(response, 400, "invalid_request")["param"] == "keep_alive"
+
+
+NESTED = b"[" * 956 + b"]" * 956
+ROW = "[" + ",".join(["0"] * 64) + "]"
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "code"),
+    [
+        # Deeper than the encoder that checks for surrogates goes, shallower than the parser.
+        ("/api/inference/batch", b'{"model_id":"m","inputs":[%s]}' % NESTED, "invalid_json"),
+        (
+            "/v1/chat/completions",
+            b'{"model":"m","messages":[],"tools":%s}' % NESTED,
+            "invalid_json",
+        ),
+        (
+            INFER,
+            tensor("FP32", "[1,64]", "[" + "1" * 400 + "," + ",".join(["0"] * 63) + "]"),
+            "invalid_input",
+        ),
+        (
+            INFER,
+            b'{"inputs":[{"name":"X","shape":[1,64],"datatype":"FP32","data":%s}],'
+            b'"parameters":{"keep_alive":1%s}}' % (ROW.encode(), b"0" * 400),
+            "invalid_input",
+        ),
+        (
+            INFER,
+            b'{"inputs":[{"name":"X","shape":[1,64],"datatype":"FP32","data":%s}],'
+            b'"parameters":{"keep_alive":true}}' % ROW.encode(),
+            "invalid_input",
+        ),
+        (INFER, tensor("FP32", "[true,64]", ROW), "invalid_request"),
+        (INFER, tensor("FP32", "[1,64]", str(["1"] * 64).replace("'", '"')), "invalid_input"),
+        (INFER, tensor("FP32", "[1,64]", "[" + ",".join(["true"] * 64) + "]"), "invalid_input"),
+        (
+            "/api/inference",
+            b'{"model_id":"m","inputs":[%s],"keep_alive":true}' % ROW.encode(),
+            "invalid_request",
+        ),
+    ],
+)
+async def test_edge_values_are_a_400_never_a_500(
+    client: httpx.AsyncClient, route: str, body: bytes, code: str
+) -> None:
+    response = await client.post(route, content=body, headers={"content-type": "application/json"})
+    assert_envelope(response, 400, code)
+
+
+async def test_a_batch_item_of_the_wrong_kind_fails_alone(client: httpx.AsyncClient) -> None:
+    body = {"model_id": EMBEDDER, "inputs": [5, True, {"a": 1}]}
+    response = await client.post("/api/inference/batch", json=body)
+    assert response.status_code == 200, response.text
+    errors = [result["error"] for result in response.json()["results"]]
+    assert [error["code"] for error in errors] == ["invalid_input"] * 3
+    assert all("inputs must be a string" in error["message"] for error in errors)
+
+
+async def test_a_clients_long_strings_are_cut_short_in_messages(client: httpx.AsyncClient) -> None:
+    body = {"inputs": [{"name": "X", "shape": [1], "datatype": "Q" * 100_000, "data": [0]}]}
+    response = await client.post(INFER, json=body)
+    assert len(assert_envelope(response, 400, "invalid_input")["message"]) < 300
+
+
+async def test_media_types_are_case_insensitive(client: httpx.AsyncClient) -> None:
+    body = b'{"model_id":"%s","inputs":[%s]}' % (DIGITS.encode(), ROW.encode())
+    response = await client.post(
+        "/api/inference", content=body, headers={"content-type": "APPLICATION/JSON; charset=UTF-8"}
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_chat_model_is_not_a_tensor_model_for_its_readiness(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(f"/v2/models/{LLM}/ready")
+    assert_envelope(response, 400, "unsupported_task")

@@ -146,7 +146,11 @@ def _check_headers(scope: Scope, max_body_bytes: int) -> None:
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit():
             declared = int(value)
-        elif name == b"content-type" and scope["method"] in _WITH_BODY and b"json" not in value:
+        elif (
+            name == b"content-type"
+            and scope["method"] in _WITH_BODY
+            and b"json" not in value.lower()  # media types are case-insensitive
+        ):
             sent = value.decode("latin-1")
             raise UnsupportedMediaType(
                 f"send JSON with Content-Type: application/json, not {sent!r}"

@@ -134,7 +134,11 @@ async def _run_one(
         return await _generate(core, entry, inputs, parameters, keep_alive)
     if entry.task is Task.EMBEDDINGS:
         texts = [inputs] if isinstance(inputs, str) else inputs
-        if not texts or not all(isinstance(text, str) and text for text in texts):
+        if (
+            not isinstance(texts, list)
+            or not texts
+            or not all(isinstance(text, str) and text for text in texts)
+        ):
             raise InvalidInput("inputs must be a string or a list of non-empty strings")
         embedded = await core.embed(entry.id, texts, keep_alive)
         return {"embeddings": embedded.vectors}, None

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ai_orchestrator import __version__
 from ai_orchestrator.api.deps import orchestrator
 from ai_orchestrator.api.errors import envelope
 from ai_orchestrator.api.schemas import Body
+from ai_orchestrator.catalogue import Task
 from ai_orchestrator.errors import InvalidInput
 from ai_orchestrator.service import Orchestrator
 
@@ -36,7 +37,7 @@ _NAMES = {np.dtype(dtype): name for name, dtype in DATATYPES.items()}
 
 class InferInput(BaseModel):
     name: str = Field(min_length=1)
-    shape: list[int] = Field(min_length=1, max_length=8)
+    shape: list[StrictInt] = Field(min_length=1, max_length=8)
     datatype: str
     data: list[Any]
 
@@ -77,7 +78,8 @@ async def server_ready(core: Core) -> Any:
 
 @router.get("/models/{model_id}/ready", summary="Model readiness", response_model=None)
 async def model_ready(model_id: str, core: Core) -> Any:
-    core.entry_for(model_id)
+    # As for its metadata and infer: a chat model is not a tensor model here.
+    core.entry_for(model_id, frozenset({Task.TENSOR, Task.CLASSIFICATION}))
     if core.models.is_ready(model_id):
         return {"name": model_id, "ready": True}
     return envelope(503, "model_not_ready", f"model {model_id!r} is not loaded")
@@ -108,15 +110,15 @@ async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]
     if wants_binary:
         raise InvalidInput("binary tensor data is not supported; ask for JSON", param="outputs")
     keep_alive = body.parameters.get("keep_alive")
-    if keep_alive is not None and (
-        not isinstance(keep_alive, int | float) or not math.isfinite(keep_alive)
-    ):
-        raise InvalidInput("parameters.keep_alive must be a number of seconds")
+    if keep_alive is not None and not _finite_number(keep_alive):
+        raise InvalidInput(
+            "parameters.keep_alive must be a number of seconds", param="parameters.keep_alive"
+        )
     results = await core.run_tensors(model_id, tensors, keep_alive)
     names = list(results) if body.outputs is None else [output.name for output in body.outputs]
     if unknown := [name for name in names if name not in results]:
         raise InvalidInput(
-            f"unknown output(s) {', '.join(map(repr, unknown))}; the model has "
+            f"unknown output(s) {', '.join(map(_shown, unknown[:8]))}; the model has "
             f"{', '.join(map(repr, results))}",
             param="outputs",
         )
@@ -127,20 +129,39 @@ async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]
     }
 
 
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int of hundreds of digits
+        return False
+
+
+def _shown(text: str) -> str:
+    """A client's string, cut short enough to repeat in an error message."""
+    return repr(text if len(text) <= 64 else text[:64] + "...")
+
+
 def _to_array(tensor: InferInput) -> np.ndarray:
+    name = _shown(tensor.name)
     dtype = DATATYPES.get(tensor.datatype)
     if dtype is None:
-        raise InvalidInput(f"input {tensor.name!r}: unsupported datatype {tensor.datatype!r}")
+        raise InvalidInput(f"input {name}: unsupported datatype {_shown(tensor.datatype)}")
     if any(dim < 0 for dim in tensor.shape):
-        raise InvalidInput(f"input {tensor.name!r}: shape dimensions must not be negative")
+        raise InvalidInput(f"input {name}: shape dimensions must not be negative")
     try:
         values = np.asarray(tensor.data, dtype=np.float64).reshape(tensor.shape)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(
-            f"input {tensor.name!r}: data does not fit shape {tensor.shape} as {tensor.datatype}"
+            f"input {name}: data does not fit shape {tensor.shape} as {tensor.datatype}"
         ) from exc
     if not np.isfinite(values).all():
-        raise InvalidInput(f"input {tensor.name!r}: NaN, Inf and null are not allowed")
+        raise InvalidInput(f"input {name}: NaN, Inf and null are not allowed")
+    # float64 above also parses "1" and takes true for 1: refuse both, but for BOOL.
+    kind = np.asarray(tensor.data).dtype.kind
+    if kind in "USO" or (kind == "b" and tensor.datatype != "BOOL"):
+        raise InvalidInput(f"input {name}: data must be numbers (true and false only for BOOL)")
     with np.errstate(all="ignore"):
         array = values.astype(dtype)
     # Converting silently truncates 1.5 to 1 and wraps 300 to 44 in UINT8: refuse instead.

@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     ValidationInfo,
     field_validator,
@@ -42,10 +43,12 @@ class Body(BaseModel):
             json.dumps(data, ensure_ascii=False, default=lambda _: None).encode()
         except UnicodeEncodeError:
             problem = "a string holds a lone UTF-16 surrogate"
-            raise PydanticCustomError(
-                "json_invalid", "Invalid JSON: {error}", {"error": problem}
-            ) from None
-        return data
+        except RecursionError:
+            # The parser took a depth that the encoder does not: a few hundred levels.
+            problem = "the body is nested too deeply"
+        else:
+            return data
+        raise PydanticCustomError("json_invalid", "Invalid JSON: {error}", {"error": problem})
 
 
 class InferenceRequest(BaseModel):
@@ -54,7 +57,9 @@ class InferenceRequest(BaseModel):
     model_id: str = Field(min_length=1, max_length=128)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
+    keep_alive: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
+    )
 
 
 class OrchestratedRequest(Body):
@@ -69,7 +74,9 @@ class OrchestratedRequest(Body):
     candidates: list[str] | None = Field(default=None, min_length=1, max_length=16)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
+    keep_alive: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
+    )
 
 
 class BatchRequest(Body):
@@ -80,7 +87,9 @@ class BatchRequest(Body):
     model_id: str = Field(min_length=1, max_length=128)
     inputs: list[Any] = Field(min_length=1, max_length=256)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
+    keep_alive: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
+    )
 
 
 class ParallelRequest(Body):
@@ -91,7 +100,9 @@ class ParallelRequest(Body):
     model_ids: list[str] = Field(min_length=1, max_length=16)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
+    keep_alive: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
+    )
 
 
 class EnsembleRequest(Body):
@@ -103,7 +114,9 @@ class EnsembleRequest(Body):
     inputs: list[Any]
     method: Literal["vote", "average"] = "vote"
     deadline_ms: float | None = Field(default=None, gt=0)
-    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
+    keep_alive: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
+    )
 
 
 class TextPart(BaseModel):
@@ -171,7 +184,9 @@ class GenerationParameters(Body):
     n: StrictInt = Field(default=1, ge=1, le=1)
     # llama.cpp's extension (vLLM has it too): generate all max_tokens, for benchmarks.
     ignore_eos: StrictBool | None = None
-    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
+    keep_alive: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
+    )
     # OpenAI parameters that the service cannot honour. Refused when they ask for
     # something, so that a client never takes a plain answer for the one it asked for.
     tools: list[Any] | None = None
@@ -247,7 +262,9 @@ class EmbeddingRequest(Body):
     dimensions: Any = None
 
     _unsupported = field_validator("dimensions")(_inert)
-    keep_alive: float | None = Field(default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC)
+    keep_alive: StrictFloat | None = Field(
+        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
+    )
 
     @field_validator("input")
     @classmethod

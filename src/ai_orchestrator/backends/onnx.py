@@ -36,6 +36,12 @@ ONNX_TYPES: dict[str, tuple[str, type[np.generic]]] = {
 _DATATYPE_NAMES = {np.dtype(dtype): name for name, dtype in ONNX_TYPES.values()}
 
 
+def _listed(names: set[str]) -> str:
+    """Tensor names for an error message; a client's may be of any number and length."""
+    shown = [name if len(name) <= 64 else name[:64] + "..." for name in sorted(names)[:8]]
+    return ", ".join(shown) + (", ..." if len(names) > 8 else "")
+
+
 def _spec(node: Any) -> TensorSpec:
     datatype = ONNX_TYPES.get(node.type, (node.type, np.float32))[0]
     shape = [dim if isinstance(dim, int) else -1 for dim in node.shape]
@@ -64,9 +70,9 @@ class OnnxHandle(ModelHandle):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         expected = {spec.name for spec in self._inputs}
         if missing := expected - inputs.keys():
-            raise InvalidInput(f"missing input tensor(s): {', '.join(sorted(missing))}")
+            raise InvalidInput(f"missing input tensor(s): {_listed(missing)}")
         if unknown := inputs.keys() - expected:
-            raise InvalidInput(f"unknown input tensor(s): {', '.join(sorted(unknown))}")
+            raise InvalidInput(f"unknown input tensor(s): {_listed(unknown)}")
         feeds = {}
         for spec in self._inputs:
             array = np.asarray(inputs[spec.name])

@@ -159,8 +159,9 @@ def _to_array(tensor: InferInput) -> np.ndarray:
     if not np.isfinite(values).all():
         raise InvalidInput(f"input {name}: NaN, Inf and null are not allowed")
     # float64 above also parses "1" and takes true for 1: refuse both, but for BOOL.
+    # (Integers too large for int64 come out as objects: the range check below has them.)
     kind = np.asarray(tensor.data).dtype.kind
-    if kind in "USO" or (kind == "b" and tensor.datatype != "BOOL"):
+    if kind in "US" or (kind == "b" and tensor.datatype != "BOOL"):
         raise InvalidInput(f"input {name}: data must be numbers (true and false only for BOOL)")
     with np.errstate(all="ignore"):
         array = values.astype(dtype)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ai_orchestrator.errors import CatalogueError, ModelNotFound
+from ai_orchestrator.errors import CatalogueError, ModelNotFound, shown
 
 
 class Task(StrEnum):
@@ -101,15 +101,14 @@ class Catalogue:
         try:
             return self._entries[model_id]
         except KeyError:
-            shown = model_id if len(model_id) <= 128 else model_id[:128] + "..."
-            raise ModelNotFound(f"model {shown!r} is not in the catalogue") from None
+            raise ModelNotFound(f"model {shown(model_id, 128)} is not in the catalogue") from None
 
     def route(self, name: str) -> Route:
         try:
             return self.routes[name.removeprefix(ROUTE_PREFIX)]
         except KeyError:
-            shown = name.removeprefix(ROUTE_PREFIX)[:128]
-            raise ModelNotFound(f"route {shown!r} is not in the catalogue") from None
+            named = shown(name.removeprefix(ROUTE_PREFIX), 128)
+            raise ModelNotFound(f"route {named} is not in the catalogue") from None
 
     def file_of(self, entry: CatalogueEntry) -> Path:
         return self.model_dir / entry.path

@@ -4,6 +4,12 @@ code; the HTTP layer turns any of them into the single error envelope."""
 from __future__ import annotations
 
 
+def shown(text: str, limit: int = 64) -> str:
+    """A client's string, quoted and cut short enough to repeat in an error message: a
+    request may send megabytes where a name is expected."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class OrchestratorError(Exception):
     """Base of every error the service reports to a client."""
 

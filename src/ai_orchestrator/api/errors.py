@@ -9,7 +9,8 @@ which answers a plain 500 with the request id and logs the traceback once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -55,6 +56,21 @@ def error_fields(exc: OrchestratorError) -> dict[str, Any]:
     """What the envelope's "error" holds, for an error reported inside an answer (one
     item of a batch, one model of a parallel call)."""
     return _error_fields(exc.status, exc.code, exc.message, exc.param)
+
+
+@contextmanager
+def fields_as_sent(names: Mapping[str, str]) -> Iterator[None]:
+    """The core names the fields it checks as the OpenAI API does; in an error raised
+    inside, one that the request sent under another name gets that name instead."""
+    try:
+        yield
+    except OrchestratorError as exc:
+        known = exc.param or ""
+        if known in names:
+            if exc.message.startswith(known):
+                exc.message = names[known] + exc.message.removeprefix(known)
+            exc.param = names[known]
+        raise
 
 
 def too_large(limit: int) -> str:

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from ai_orchestrator.api.deps import completion_tokens, orchestrator, until_disconnected
 from ai_orchestrator.api.direct import read_body, send_json
-from ai_orchestrator.api.errors import first_error, invalid_body
+from ai_orchestrator.api.errors import fields_as_sent, first_error, invalid_body
 from ai_orchestrator.api.schemas import ChatMessage, GenerationParameters, InferenceRequest
 from ai_orchestrator.catalogue import CatalogueEntry, Task
 from ai_orchestrator.errors import InvalidInput, UnsupportedTask
@@ -105,46 +105,33 @@ async def run_one(
     keep_alive: float | None,
 ) -> Outputs:
     """One ALT_LAS inference on one model: ``outputs`` and ``usage`` by the model's task."""
-    try:
-        return await _run_one(core, entry, inputs, parameters, keep_alive)
-    except InvalidInput as exc:
-        # The core names the OpenAI API's fields; here the text comes in as "inputs",
-        # and the sampling settings inside "parameters".
-        if exc.param in _TEXT_FIELDS:
-            exc.param = "inputs"
-        elif exc.param in GenerationParameters.model_fields:
-            exc.param = f"parameters.{exc.param}"
-        raise
+    with fields_as_sent(_AS_SENT):
+        if entry.task is Task.CLASSIFICATION:
+            result = await core.classify(entry.id, inputs, keep_alive)
+            return {"labels": result.labels, "probabilities": result.probabilities}, None
+        if entry.task in (Task.CHAT, Task.TEXT_GENERATION):
+            return await _generate(core, entry, inputs, parameters, keep_alive)
+        if entry.task is Task.EMBEDDINGS:
+            texts = [inputs] if isinstance(inputs, str) else inputs
+            if (
+                not isinstance(texts, list)
+                or not texts
+                or not all(isinstance(text, str) and text for text in texts)
+            ):
+                raise InvalidInput("inputs must be a string or a list of non-empty strings")
+            embedded = await core.embed(entry.id, texts, keep_alive)
+            return {"embeddings": embedded.vectors}, None
+        raise UnsupportedTask(
+            f"model {entry.id!r} has task {entry.task.value!r}; use /v2/models/{entry.id}/infer"
+        )
 
 
-_TEXT_FIELDS = {"input", "prompt", "messages"}
-
-
-async def _run_one(
-    core: Orchestrator,
-    entry: CatalogueEntry,
-    inputs: str | list[Any],
-    parameters: dict[str, Any],
-    keep_alive: float | None,
-) -> Outputs:
-    if entry.task is Task.CLASSIFICATION:
-        result = await core.classify(entry.id, inputs, keep_alive)
-        return {"labels": result.labels, "probabilities": result.probabilities}, None
-    if entry.task in (Task.CHAT, Task.TEXT_GENERATION):
-        return await _generate(core, entry, inputs, parameters, keep_alive)
-    if entry.task is Task.EMBEDDINGS:
-        texts = [inputs] if isinstance(inputs, str) else inputs
-        if (
-            not isinstance(texts, list)
-            or not texts
-            or not all(isinstance(text, str) and text for text in texts)
-        ):
-            raise InvalidInput("inputs must be a string or a list of non-empty strings")
-        embedded = await core.embed(entry.id, texts, keep_alive)
-        return {"embeddings": embedded.vectors}, None
-    raise UnsupportedTask(
-        f"model {entry.id!r} has task {entry.task.value!r}; use /v2/models/{entry.id}/infer"
-    )
+# The core names the OpenAI API's fields; here the text comes in as "inputs", and the
+# sampling settings inside "parameters".
+_AS_SENT = {
+    **dict.fromkeys(("input", "prompt", "messages"), "inputs"),
+    **{name: f"parameters.{name}" for name in GenerationParameters.model_fields},
+}
 
 
 @router.get("/models", summary="The catalogue, with each model's state")

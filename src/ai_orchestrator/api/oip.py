@@ -13,8 +13,9 @@ from ai_orchestrator import __version__
 from ai_orchestrator.api.deps import orchestrator
 from ai_orchestrator.api.errors import envelope
 from ai_orchestrator.api.schemas import Body
+from ai_orchestrator.backends.onnx import DATATYPE_NAMES
 from ai_orchestrator.catalogue import Task
-from ai_orchestrator.errors import InvalidInput
+from ai_orchestrator.errors import InvalidInput, shown
 from ai_orchestrator.service import Orchestrator
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -32,7 +33,6 @@ DATATYPES: dict[str, type[np.generic]] = {
     "FP32": np.float32,
     "FP64": np.float64,
 }
-_NAMES = {np.dtype(dtype): name for name, dtype in DATATYPES.items()}
 
 
 class InferInput(BaseModel):
@@ -118,7 +118,7 @@ async def infer(model_id: str, body: InferRequest, core: Core) -> dict[str, Any]
     names = list(results) if body.outputs is None else [output.name for output in body.outputs]
     if unknown := [name for name in names if name not in results]:
         raise InvalidInput(
-            f"unknown output(s) {', '.join(map(_shown, unknown[:8]))}; the model has "
+            f"unknown output(s) {', '.join(map(shown, unknown[:8]))}; the model has "
             f"{', '.join(map(repr, results))}",
             param="outputs",
         )
@@ -138,16 +138,11 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
-def _shown(text: str) -> str:
-    """A client's string, cut short enough to repeat in an error message."""
-    return repr(text if len(text) <= 64 else text[:64] + "...")
-
-
 def _to_array(tensor: InferInput) -> np.ndarray:
-    name = _shown(tensor.name)
+    name = shown(tensor.name)
     dtype = DATATYPES.get(tensor.datatype)
     if dtype is None:
-        raise InvalidInput(f"input {name}: unsupported datatype {_shown(tensor.datatype)}")
+        raise InvalidInput(f"input {name}: unsupported datatype {shown(tensor.datatype)}")
     if any(dim < 0 for dim in tensor.shape):
         raise InvalidInput(f"input {name}: shape dimensions must not be negative")
     try:
@@ -175,7 +170,7 @@ def _from_array(name: str, value: np.ndarray) -> dict[str, Any]:
     array = np.asarray(value)
     return {
         "name": name,
-        "datatype": _NAMES.get(array.dtype, "BYTES"),
+        "datatype": DATATYPE_NAMES.get(array.dtype, "BYTES"),
         "shape": list(array.shape),
         "data": array.reshape(-1).tolist(),
     }

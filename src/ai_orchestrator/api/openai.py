@@ -21,11 +21,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ai_orchestrator.api.deps import completion_tokens, orchestrator, until_disconnected
-from ai_orchestrator.api.errors import STREAM_EPILOGUE, error_body
+from ai_orchestrator.api.errors import STREAM_EPILOGUE, error_body, fields_as_sent
 from ai_orchestrator.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ai_orchestrator.backends.base import Embeddings
 from ai_orchestrator.catalogue import ROUTE_PREFIX, Task
-from ai_orchestrator.errors import InferenceFailed, InvalidInput, OrchestratorError
+from ai_orchestrator.errors import InferenceFailed, OrchestratorError
 from ai_orchestrator.metrics import Metrics
 from ai_orchestrator.orchestration import Answer, PassedOver, first_answer, rank
 from ai_orchestrator.service import GENERATION_TASKS, Orchestrator
@@ -58,7 +58,8 @@ async def chat_completions(body: ChatCompletionRequest, core: Core, http: Reques
         "messages": [message.model_dump(exclude_none=True) for message in body.messages],
         **body.backend_options(),
     }
-    return await _respond(core, candidates, "chat", request, body, http)
+    with fields_as_sent(_as_sent(body)):
+        return await _respond(core, candidates, "chat", request, body, http)
 
 
 @router.post("/completions", summary="Text completion, optionally streamed", response_model=None)
@@ -66,7 +67,8 @@ async def completions(body: CompletionRequest, core: Core, http: Request) -> Any
     candidates = _candidates(core, body.model, GENERATION_TASKS)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     request = {"prompt": prompt, **body.backend_options()}
-    return await _respond(core, candidates, "completion", request, body, http)
+    with fields_as_sent(_as_sent(body)):
+        return await _respond(core, candidates, "completion", request, body, http)
 
 
 @router.post("/embeddings", summary="Embeddings of one or more texts", response_model=None)
@@ -100,6 +102,11 @@ def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
 
 
+def _as_sent(body: ChatCompletionRequest | CompletionRequest) -> dict[str, str]:
+    """The core knows the count as max_tokens, whichever of the two the client sent."""
+    return {"max_tokens": "max_completion_tokens"} if body.max_completion_tokens else {}
+
+
 def _usage_wanted(body: ChatCompletionRequest | CompletionRequest) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
 
@@ -116,24 +123,6 @@ def _candidates(core: Orchestrator, model: str, tasks: frozenset[Task]) -> list[
 
 
 async def _respond(
-    core: Orchestrator,
-    candidates: list[str] | None,
-    kind: str,
-    request: dict[str, Any],
-    body: ChatCompletionRequest | CompletionRequest,
-    http: Request,
-) -> Any:
-    try:
-        return await _answer(core, candidates, kind, request, body, http)
-    except InvalidInput as exc:
-        # The core knows the count as max_tokens; name the field the client sent.
-        if exc.param == "max_tokens" and body.max_completion_tokens is not None:
-            exc.param = "max_completion_tokens"
-            exc.message = exc.message.replace("max_tokens", "max_completion_tokens", 1)
-        raise
-
-
-async def _answer(
     core: Orchestrator,
     candidates: list[str] | None,
     kind: str,

@@ -4,7 +4,7 @@ the field; the core then gets clean values."""
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,6 +28,10 @@ KEEP_ALIVE_DOC = (
     "Seconds the model stays loaded after this request (negative: for ever); "
     "replaces the catalogue's keep-alive for this model from now on."
 )
+
+
+# Seconds, finite; not true for 1 nor NaN for ever.
+KeepAlive = Annotated[StrictFloat | None, Field(allow_inf_nan=False, description=KEEP_ALIVE_DOC)]
 
 
 class Body(BaseModel):
@@ -57,9 +61,7 @@ class InferenceRequest(BaseModel):
     model_id: str = Field(min_length=1, max_length=128)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: StrictFloat | None = Field(
-        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
-    )
+    keep_alive: KeepAlive = None
 
 
 class OrchestratedRequest(Body):
@@ -74,9 +76,7 @@ class OrchestratedRequest(Body):
     candidates: list[str] | None = Field(default=None, min_length=1, max_length=16)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: StrictFloat | None = Field(
-        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
-    )
+    keep_alive: KeepAlive = None
 
 
 class BatchRequest(Body):
@@ -87,9 +87,7 @@ class BatchRequest(Body):
     model_id: str = Field(min_length=1, max_length=128)
     inputs: list[Any] = Field(min_length=1, max_length=256)
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: StrictFloat | None = Field(
-        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
-    )
+    keep_alive: KeepAlive = None
 
 
 class ParallelRequest(Body):
@@ -100,9 +98,7 @@ class ParallelRequest(Body):
     model_ids: list[str] = Field(min_length=1, max_length=16)
     inputs: str | list[Any]
     parameters: dict[str, Any] = Field(default_factory=dict)
-    keep_alive: StrictFloat | None = Field(
-        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
-    )
+    keep_alive: KeepAlive = None
 
 
 class EnsembleRequest(Body):
@@ -114,9 +110,7 @@ class EnsembleRequest(Body):
     inputs: list[Any]
     method: Literal["vote", "average"] = "vote"
     deadline_ms: float | None = Field(default=None, gt=0)
-    keep_alive: StrictFloat | None = Field(
-        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
-    )
+    keep_alive: KeepAlive = None
 
 
 class TextPart(BaseModel):
@@ -184,9 +178,7 @@ class GenerationParameters(Body):
     n: StrictInt = Field(default=1, ge=1, le=1)
     # llama.cpp's extension (vLLM has it too): generate all max_tokens, for benchmarks.
     ignore_eos: StrictBool | None = None
-    keep_alive: StrictFloat | None = Field(
-        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
-    )
+    keep_alive: KeepAlive = None
     # OpenAI parameters that the service cannot honour. Refused when they ask for
     # something, so that a client never takes a plain answer for the one it asked for.
     tools: list[Any] | None = None
@@ -262,9 +254,7 @@ class EmbeddingRequest(Body):
     dimensions: Any = None
 
     _unsupported = field_validator("dimensions")(_inert)
-    keep_alive: StrictFloat | None = Field(
-        default=None, allow_inf_nan=False, description=KEEP_ALIVE_DOC
-    )
+    keep_alive: KeepAlive = None
 
     @field_validator("input")
     @classmethod

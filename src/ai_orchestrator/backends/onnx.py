@@ -12,7 +12,7 @@ import numpy as np
 from ai_orchestrator.backends import import_library
 from ai_orchestrator.backends.base import Backend, Classification, ModelHandle, TensorSpec
 from ai_orchestrator.catalogue import CatalogueEntry
-from ai_orchestrator.errors import InvalidInput, ModelLoadFailed
+from ai_orchestrator.errors import InvalidInput, ModelLoadFailed, shown
 
 # ONNX Runtime 1.29 and later keep a device id under ~/.cache and send usage events out
 # unless this is set before the library is first imported. A self-hosted service sends
@@ -33,13 +33,13 @@ ONNX_TYPES: dict[str, tuple[str, type[np.generic]]] = {
     "tensor(bool)": ("BOOL", np.bool_),
 }
 
-_DATATYPE_NAMES = {np.dtype(dtype): name for name, dtype in ONNX_TYPES.values()}
+# numpy dtypes -> Open Inference Protocol datatypes.
+DATATYPE_NAMES = {np.dtype(dtype): name for name, dtype in ONNX_TYPES.values()}
 
 
 def _listed(names: set[str]) -> str:
     """Tensor names for an error message; a client's may be of any number and length."""
-    shown = [name if len(name) <= 64 else name[:64] + "..." for name in sorted(names)[:8]]
-    return ", ".join(shown) + (", ..." if len(names) > 8 else "")
+    return ", ".join(map(shown, sorted(names)[:8])) + (", ..." if len(names) > 8 else "")
 
 
 def _spec(node: Any) -> TensorSpec:
@@ -78,7 +78,7 @@ class OnnxHandle(ModelHandle):
             array = np.asarray(inputs[spec.name])
             # Never converted: 64 BOOLs or FP64 values would run as some other input.
             if array.dtype != self._input_dtypes[spec.name]:
-                given = _DATATYPE_NAMES.get(array.dtype, str(array.dtype))
+                given = DATATYPE_NAMES.get(array.dtype, str(array.dtype))
                 raise InvalidInput(
                     f"input {spec.name!r} is {spec.datatype} in the model, not {given}"
                 )
